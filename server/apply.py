@@ -1,0 +1,421 @@
+"""The apply path: committed Raft entries become changes to the store, and responses.
+
+Every member applies the same entries in the same order, so this module is deterministic: it
+reads only the entry and the store. Requests are checked before anything is written (as etcd's
+applier does), so an entry either applies whole or fails with nothing changed, and a batch of
+entries can share one lmdb transaction.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lmdb
+
+from server import errors
+from server.errors import EtcdError
+from server.storage.backend import Backend
+from server.storage.mvcc import FROM_KEY, Item, KVStore, KVWriter
+from server.wire import (
+    encode_header,
+    encode_range_response,
+    field_bool,
+    field_message,
+    field_varint,
+)
+from wardpb.etcdserverpb import rpc_pb2
+from wardpb.peerpb import peer_pb2
+
+_LEASE = struct.Struct(">q")
+_ALARM_PREFIX = b"alarm/"
+
+RangeRequest = rpc_pb2.RangeRequest
+Compare = rpc_pb2.Compare
+
+
+@dataclass(slots=True)
+class HeaderInfo:
+    """What every response header carries besides the revision."""
+
+    cluster_id: int = 0
+    member_id: int = 0
+    raft_term: int = 0
+
+    def header(self, revision: int) -> bytes:
+        return encode_header(self.cluster_id, self.member_id, revision, self.raft_term)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of one entry: response bytes or an error, and the revision after it."""
+
+    request_id: int
+    response: bytes | None
+    error: EtcdError | None
+    revision: int
+
+
+class Applier:
+    """Applies `wardpeerpb.Entry` messages inside a caller-owned write transaction."""
+
+    def __init__(self, backend: Backend, kv: KVStore, header: HeaderInfo) -> None:
+        self._b = backend
+        self._kv = kv
+        self._header = header
+        self._handlers: dict[str, Callable[[lmdb.Transaction, KVWriter, object], bytes]] = {
+            "put": self._put,
+            "delete_range": self._delete_range,
+            "txn": self._txn,
+            "compaction": self._compaction,
+            "alarm": self._alarm,
+        }
+
+    def apply(self, txn: lmdb.Transaction, data: bytes) -> Applied:
+        entry = peer_pb2.Entry.FromString(data)
+        kind = entry.WhichOneof("request")
+        w = self._kv.writer(txn)
+        try:
+            handler = self._handlers.get(kind or "")
+            if handler is None:
+                raise errors.UNIMPLEMENTED
+            resp = handler(txn, w, getattr(entry, kind))  # type: ignore[arg-type]
+        except EtcdError as e:
+            return Applied(entry.header.id, None, e, w.revision)
+        return Applied(entry.header.id, resp, None, w.revision)
+
+    # ---- KV ----
+
+    def _put(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.PutRequest) -> bytes:
+        self._check_space(txn)
+        self._check_put(txn, w, r)
+        body = self._do_put(txn, w, r)
+        rev = w.finish()
+        return field_message(1, self._header.header(rev)) + body
+
+    def _check_put(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.PutRequest) -> None:
+        if (r.ignore_value or r.ignore_lease) and self._kv.get(txn, r.key) is None:
+            raise errors.KEY_NOT_FOUND
+        if r.lease and not r.ignore_lease and not self.lease_exists(txn, r.lease):
+            raise errors.LEASE_NOT_FOUND
+
+    def _do_put(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.PutRequest) -> bytes:
+        """Writes the put; returns the PutResponse fields after the header."""
+        value, lease = r.value, r.lease
+        if r.ignore_value or r.ignore_lease:
+            old = self._kv.get(txn, r.key)
+            assert old is not None  # checked before any write
+            if r.ignore_value:
+                value = self._kv.value(txn, old)
+            if r.ignore_lease:
+                lease = old.lease
+        prev = w.put(r.key, value, lease)
+        if r.prev_kv and prev is not None:
+            return field_message(2, self._kv.encoded(txn, prev))
+        return b""
+
+    def _delete_range(
+        self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.DeleteRangeRequest
+    ) -> bytes:
+        body = self._do_delete(txn, w, r)
+        rev = w.finish()
+        return field_message(1, self._header.header(rev)) + body
+
+    def _do_delete(
+        self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.DeleteRangeRequest
+    ) -> bytes:
+        doomed = self._kv._range_current(txn, r.key, r.range_end)
+        prevs = [self._kv.encoded(txn, it) for it in doomed] if r.prev_kv else []
+        for it in doomed:
+            w.delete_item(it)
+        return field_varint(2, len(doomed)) + b"".join(field_message(3, p) for p in prevs)
+
+    def _txn(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.TxnRequest) -> bytes:
+        # Every branch, nested ones included, is chosen against the state before the txn runs.
+        path: list[bool] = []
+        self._path(txn, r, path)
+        if _has_put(_branch(r, path[0])):
+            self._check_space(txn)
+        self._check_ops(txn, w, r, _Path(path))
+        body = self._run_txn(txn, w, r, _Path(path))
+        rev = w.finish()
+        return field_message(1, self._header.header(rev)) + field_bool(2, path[0]) + body
+
+    def _path(self, txn: lmdb.Transaction, r: rpc_pb2.TxnRequest, path: list[bool]) -> None:
+        ok = all(self._compare(txn, c) for c in r.compare)
+        path.append(ok)
+        for op in _branch(r, ok):
+            if op.WhichOneof("request") == "request_txn":
+                self._path(txn, op.request_txn, path)
+
+    def _check_ops(
+        self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.TxnRequest, path: _Path
+    ) -> None:
+        """Every precondition of the ops that will run, at every nesting depth."""
+        for op in _branch(r, path.next()):
+            which = op.WhichOneof("request")
+            if which == "request_put":
+                self._check_put(txn, w, op.request_put)
+            elif which == "request_txn":
+                self._check_ops(txn, w, op.request_txn, path)
+            elif which == "request_range":
+                rr = op.request_range
+                if rr.revision > w.revision:
+                    raise errors.FUTURE_REV
+                if 0 < rr.revision < self._kv.compact_revision(txn):
+                    raise errors.COMPACTED
+
+    def _run_txn(
+        self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.TxnRequest, path: _Path
+    ) -> bytes:
+        """The TxnResponse fields after header and `succeeded`: one ResponseOp per op."""
+        parts = []
+        for op in _branch(r, path.next()):
+            which = op.WhichOneof("request")
+            if which == "request_range":
+                resp = self.range(txn, op.request_range, current=w.revision, inner=True)
+                parts.append(field_message(3, field_message(1, resp)))
+            elif which == "request_put":
+                body = self._do_put(txn, w, op.request_put)
+                resp = field_message(1, field_varint(3, w.revision)) + body
+                parts.append(field_message(3, field_message(2, resp)))
+            elif which == "request_delete_range":
+                body = self._do_delete(txn, w, op.request_delete_range)
+                resp = field_message(1, field_varint(3, w.revision)) + body
+                parts.append(field_message(3, field_message(3, resp)))
+            elif which == "request_txn":
+                ok = path.peek()
+                body = self._run_txn(txn, w, op.request_txn, path)
+                resp = field_message(1, field_varint(3, w.revision)) + field_bool(2, ok) + body
+                parts.append(field_message(3, field_message(4, resp)))
+            else:
+                parts.append(field_message(3, b""))
+        return b"".join(parts)
+
+    def _compare(self, txn: lmdb.Transaction, c: rpc_pb2.Compare) -> bool:
+        end = c.range_end
+        items = (
+            self._kv._range_current(txn, c.key, end) if end else _single(self._kv.get(txn, c.key))
+        )
+        target = c.target
+        if not items:
+            if target == Compare.VALUE:
+                # A missing key has no value to compare: etcd fails such a compare.
+                return False
+            return _cmp_int(0, _target_int(c), c.result)
+        for it in items:
+            if target == Compare.VALUE:
+                ok = _cmp_bytes(self._kv.value(txn, it), c.value, c.result)
+            else:
+                ok = _cmp_int(_item_int(it, target), _target_int(c), c.result)
+            if not ok:
+                return False
+        return True
+
+    # ---- reads (also used outside the apply path) ----
+
+    def range(
+        self,
+        txn: lmdb.Transaction,
+        r: rpc_pb2.RangeRequest,
+        *,
+        current: int | None = None,
+        inner: bool = False,
+    ) -> bytes:
+        """A RangeResponse for `r`, with etcd's sort, filter, limit and count semantics."""
+        kv = self._kv
+        filtered = bool(
+            r.min_mod_revision
+            or r.max_mod_revision
+            or r.min_create_revision
+            or r.max_create_revision
+        )
+        fetch_all = r.sort_order != RangeRequest.NONE or filtered
+        cur = kv.current_revision(txn) if current is None else current
+        res = kv.range(
+            txn,
+            r.key,
+            r.range_end,
+            rev=r.revision,
+            current=cur,
+            limit=0 if fetch_all or r.count_only else r.limit + 1 if r.limit else 0,
+        )
+        items = res.items
+        if filtered:
+            items = [it for it in items if _keep(it, r)]
+        order = r.sort_order
+        target = r.sort_target
+        if target != RangeRequest.KEY and order == RangeRequest.NONE:
+            order = RangeRequest.ASCEND
+        if order != RangeRequest.NONE and not (
+            target == RangeRequest.KEY and order == RangeRequest.ASCEND
+        ):
+            items = _sorted(txn, kv, items, target, order == RangeRequest.DESCEND)
+        more = False
+        if r.limit and len(items) > r.limit:
+            items = items[: r.limit]
+            more = True
+        kvs = [] if r.count_only else [kv.encoded(txn, it, keys_only=r.keys_only) for it in items]
+        # etcd answers with the current revision, whatever revision was read.
+        header = field_varint(3, cur) if inner else self._header.header(cur)
+        return encode_range_response(header, kvs, more=more, count=res.count)
+
+    # ---- compaction and alarms ----
+
+    def _compaction(
+        self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.CompactionRequest
+    ) -> bytes:
+        current = self._kv.current_revision(txn)
+        if r.revision <= self._kv.compact_revision(txn):
+            raise errors.COMPACTED
+        if r.revision > current:
+            raise errors.FUTURE_REV
+        self._kv.compact(txn, r.revision)
+        return field_message(1, self._header.header(current))
+
+    def alarms(self, txn: lmdb.Transaction) -> list[tuple[int, int]]:
+        """Active alarms as (member ID, alarm type)."""
+        out = []
+        cur = txn.cursor(db=self._b.meta)
+        if cur.set_range(_ALARM_PREFIX):
+            for k, _ in cur.iternext():
+                if not k.startswith(_ALARM_PREFIX):
+                    break
+                member, alarm = struct.unpack(">QI", k[len(_ALARM_PREFIX) :])
+                out.append((member, alarm))
+        return out
+
+    def _alarm(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.AlarmRequest) -> bytes:
+        key = _ALARM_PREFIX + struct.pack(">QI", r.memberID, r.alarm)
+        changed: list[tuple[int, int]] = []
+        if r.action == rpc_pb2.AlarmRequest.ACTIVATE and r.alarm != rpc_pb2.NONE:
+            if txn.put(key, b"", db=self._b.meta, overwrite=False):
+                changed.append((r.memberID, r.alarm))
+        elif r.action == rpc_pb2.AlarmRequest.DEACTIVATE:
+            if txn.delete(key, db=self._b.meta):
+                changed.append((r.memberID, r.alarm))
+        else:
+            changed = self.alarms(txn)
+        body = b"".join(
+            field_message(2, field_varint(1, m) + field_varint(2, a)) for m, a in changed
+        )
+        return field_message(1, self._header.header(self._kv.current_revision(txn))) + body
+
+    def no_space(self, txn: lmdb.Transaction) -> bool:
+        return any(a == rpc_pb2.NOSPACE for _, a in self.alarms(txn))
+
+    def _check_space(self, txn: lmdb.Transaction) -> None:
+        if self.no_space(txn):
+            raise errors.NO_SPACE
+
+    # ---- leases (the lessor fills the table; see server/lessor.py) ----
+
+    def lease_exists(self, txn: lmdb.Transaction, lease_id: int) -> bool:
+        return txn.get(_LEASE.pack(lease_id), db=self._b.lease) is not None
+
+
+def _single(item: Item | None) -> list[Item]:
+    return [] if item is None else [item]
+
+
+class _Path:
+    """The branch taken by each txn of a nested txn, in depth-first order."""
+
+    __slots__ = ("_i", "_taken")
+
+    def __init__(self, taken: list[bool]) -> None:
+        self._taken = taken
+        self._i = 0
+
+    def peek(self) -> bool:
+        return self._taken[self._i]
+
+    def next(self) -> bool:
+        self._i += 1
+        return self._taken[self._i - 1]
+
+
+def _branch(r: rpc_pb2.TxnRequest, ok: bool) -> list[rpc_pb2.RequestOp]:
+    return list(r.success if ok else r.failure)
+
+
+def _has_put(ops: list[rpc_pb2.RequestOp]) -> bool:
+    for op in ops:
+        which = op.WhichOneof("request")
+        if which == "request_put":
+            return True
+        if which == "request_txn" and (
+            _has_put(list(op.request_txn.success)) or _has_put(list(op.request_txn.failure))
+        ):
+            return True
+    return False
+
+
+def _target_int(c: rpc_pb2.Compare) -> int:
+    t = c.target
+    if t == Compare.VERSION:
+        return c.version
+    if t == Compare.CREATE:
+        return c.create_revision
+    if t == Compare.MOD:
+        return c.mod_revision
+    return c.lease
+
+
+def _item_int(it: Item, target: int) -> int:
+    if target == Compare.VERSION:
+        return it.version
+    if target == Compare.CREATE:
+        return it.create
+    if target == Compare.MOD:
+        return it.mod
+    return it.lease
+
+
+def _cmp_int(a: int, b: int, result: int) -> bool:
+    if result == Compare.EQUAL:
+        return a == b
+    if result == Compare.NOT_EQUAL:
+        return a != b
+    if result == Compare.GREATER:
+        return a > b
+    return a < b
+
+
+def _cmp_bytes(a: bytes, b: bytes, result: int) -> bool:
+    if result == Compare.EQUAL:
+        return a == b
+    if result == Compare.NOT_EQUAL:
+        return a != b
+    if result == Compare.GREATER:
+        return a > b
+    return a < b
+
+
+def _keep(it: Item, r: rpc_pb2.RangeRequest) -> bool:
+    if r.max_mod_revision and it.mod > r.max_mod_revision:
+        return False
+    if r.min_mod_revision and it.mod < r.min_mod_revision:
+        return False
+    if r.max_create_revision and it.create > r.max_create_revision:
+        return False
+    return not (r.min_create_revision and it.create < r.min_create_revision)
+
+
+def _sorted(
+    txn: lmdb.Transaction, kv: KVStore, items: list[Item], target: int, desc: bool
+) -> list[Item]:
+    if target == RangeRequest.KEY:
+        return sorted(items, key=lambda it: it.key, reverse=desc)
+    if target == RangeRequest.VERSION:
+        return sorted(items, key=lambda it: it.version, reverse=desc)
+    if target == RangeRequest.CREATE:
+        return sorted(items, key=lambda it: it.create, reverse=desc)
+    if target == RangeRequest.MOD:
+        return sorted(items, key=lambda it: it.mod, reverse=desc)
+    values = {it.rev: kv.value(txn, it) for it in items}
+    return sorted(items, key=lambda it: values[it.rev], reverse=desc)
+
+
+__all__ = ["FROM_KEY", "Applied", "Applier", "HeaderInfo"]

@@ -1,0 +1,226 @@
+"""The leader's view of each member (``Progress``) and of the membership (``ProgressTracker``).
+
+A follower is probed (one append in flight until it answers) until its match index is known, then
+replicated to in a pipeline bounded by ``Inflights``; a follower whose next entry was compacted
+away waits in the snapshot state until a snapshot reaches it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import Enum
+
+from server.raft.types import NONE, ConfState, ProgressStatus
+
+
+class ProgressState(Enum):
+    PROBE = "probe"
+    REPLICATE = "replicate"
+    SNAPSHOT = "snapshot"
+
+
+class Inflights:
+    """Last indexes of the append messages sent but not yet acknowledged, oldest first."""
+
+    __slots__ = ("_queue", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._queue: deque[int] = deque()
+
+    def add(self, last_index: int) -> None:
+        self._queue.append(last_index)
+
+    def free_le(self, index: int) -> None:
+        q = self._queue
+        while q and q[0] <= index:
+            q.popleft()
+
+    def full(self) -> bool:
+        return len(self._queue) >= self.capacity
+
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+
+class Progress:
+    """Replication state of one member, kept by the leader."""
+
+    __slots__ = (
+        "inflights",
+        "is_learner",
+        "match",
+        "next",
+        "pending_snapshot",
+        "probe_sent",
+        "recent_active",
+        "state",
+    )
+
+    def __init__(
+        self, *, next_index: int, max_inflight: int, is_learner: bool = False, match: int = 0
+    ) -> None:
+        self.match = match
+        self.next = next_index
+        self.state = ProgressState.PROBE
+        # In PROBE, one append is outstanding until the follower answers or a heartbeat returns.
+        self.probe_sent = False
+        self.pending_snapshot = 0
+        self.recent_active = False
+        self.is_learner = is_learner
+        self.inflights = Inflights(max_inflight)
+
+    def _reset_state(self, state: ProgressState) -> None:
+        self.probe_sent = False
+        self.pending_snapshot = 0
+        self.state = state
+        self.inflights.reset()
+
+    def become_probe(self) -> None:
+        if self.state == ProgressState.SNAPSHOT:
+            pending = self.pending_snapshot
+            self._reset_state(ProgressState.PROBE)
+            self.next = max(self.match + 1, pending + 1)
+        else:
+            self._reset_state(ProgressState.PROBE)
+            self.next = self.match + 1
+
+    def become_replicate(self) -> None:
+        self._reset_state(ProgressState.REPLICATE)
+        self.next = self.match + 1
+
+    def become_snapshot(self, snapshot_index: int) -> None:
+        self._reset_state(ProgressState.SNAPSHOT)
+        self.pending_snapshot = snapshot_index
+
+    def maybe_update(self, index: int) -> bool:
+        """Record an acknowledgement up to ``index``; False when it tells nothing new."""
+        updated = False
+        if self.match < index:
+            self.match = index
+            updated = True
+            self.probe_sent = False
+        if self.next < index + 1:
+            self.next = index + 1
+        return updated
+
+    def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
+        """Step ``next`` back after the follower rejected an append at ``rejected``.
+
+        ``match_hint`` is the follower's guess of the last matching index. False when the
+        rejection is stale (answers an append we already moved past).
+        """
+        if self.state == ProgressState.REPLICATE:
+            if rejected <= self.match:
+                return False
+            self.next = self.match + 1
+            return True
+        if self.next - 1 != rejected:
+            return False
+        self.next = max(min(rejected, match_hint + 1), self.match + 1)
+        self.probe_sent = False
+        return True
+
+    def sent_entries(self, count: int, last_index: int) -> None:
+        """Account for an append message carrying ``count`` entries up to ``last_index``."""
+        if self.state == ProgressState.REPLICATE:
+            if count:
+                self.next = last_index + 1
+                self.inflights.add(last_index)
+        elif self.state == ProgressState.PROBE:
+            self.probe_sent = True
+
+    def is_paused(self) -> bool:
+        if self.state == ProgressState.PROBE:
+            return self.probe_sent
+        if self.state == ProgressState.REPLICATE:
+            return self.inflights.full()
+        return True
+
+    def status(self) -> ProgressStatus:
+        return ProgressStatus(
+            match=self.match,
+            next=self.next,
+            state=self.state.value,
+            recent_active=self.recent_active,
+            is_learner=self.is_learner,
+            pending_snapshot=self.pending_snapshot,
+        )
+
+
+class VoteResult(Enum):
+    PENDING = "pending"
+    WON = "won"
+    LOST = "lost"
+
+
+class ProgressTracker:
+    """Membership (voters and learners), each member's ``Progress`` and the votes of a campaign."""
+
+    def __init__(self, max_inflight: int) -> None:
+        self.max_inflight = max_inflight
+        self.voters: set[int] = set()
+        self.learners: set[int] = set()
+        self.progress: dict[int, Progress] = {}
+        self.votes: dict[int, bool] = {}
+
+    def conf_state(self) -> ConfState:
+        return ConfState(voters=tuple(sorted(self.voters)), learners=tuple(sorted(self.learners)))
+
+    def is_singleton(self) -> bool:
+        return len(self.voters) == 1
+
+    def quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    def committed(self) -> int:
+        """The largest index replicated on a quorum of voters (0 when there are no voters)."""
+        if not self.voters:
+            return 0
+        prs = self.progress
+        if len(self.voters) == 1:
+            (only,) = self.voters
+            return prs[only].match
+        matches = sorted((prs[v].match for v in self.voters), reverse=True)
+        return matches[self.quorum() - 1]
+
+    def quorum_active(self) -> bool:
+        active = sum(1 for v in self.voters if self.progress[v].recent_active)
+        return active >= self.quorum()
+
+    def reset_votes(self) -> None:
+        self.votes = {}
+
+    def record_vote(self, node_id: int, granted: bool) -> None:
+        self.votes.setdefault(node_id, granted)
+
+    def tally(self) -> tuple[int, int, VoteResult]:
+        granted = sum(1 for v in self.voters if self.votes.get(v) is True)
+        rejected = sum(1 for v in self.voters if self.votes.get(v) is False)
+        q = self.quorum()
+        if granted >= q:
+            return granted, rejected, VoteResult.WON
+        if len(self.voters) - rejected < q:
+            return granted, rejected, VoteResult.LOST
+        return granted, rejected, VoteResult.PENDING
+
+    def vote_result(self, acks: set[int]) -> VoteResult:
+        if sum(1 for v in self.voters if v in acks) >= self.quorum():
+            return VoteResult.WON
+        return VoteResult.PENDING
+
+    def ids(self) -> list[int]:
+        """Every member (voters and learners) in a fixed order, so output is deterministic."""
+        return sorted(self.progress)
+
+    def add(self, node_id: int, *, is_learner: bool, next_index: int) -> None:
+        if node_id == NONE:
+            return
+        pr = Progress(next_index=next_index, max_inflight=self.max_inflight, is_learner=is_learner)
+        # A new member counts as active so the next check-quorum does not depose the leader.
+        pr.recent_active = True
+        self.progress[node_id] = pr
+        (self.learners if is_learner else self.voters).add(node_id)

@@ -1,0 +1,193 @@
+"""``RawNode``: the Raft state machine behind the Ready/Advance contract the driver follows.
+
+The driver's loop::
+
+    if node.has_ready():
+        rd = node.ready()
+        persist rd.hard_state, rd.snapshot, rd.entries (fsync when rd.must_sync)
+        send rd.messages
+        apply rd.committed_entries (calling apply_conf_change for CONF_CHANGE entries)
+        node.advance(rd)
+
+Nothing may be stepped, ticked or proposed between ``ready()`` and ``advance()`` that the driver
+expects to see in the same Ready; it shows up in the next one.
+"""
+
+from __future__ import annotations
+
+from server.raft.config import Config
+from server.raft.errors import InvariantViolation, MessageRejected, ProposalDropped
+from server.raft.raft import Raft
+from server.raft.storage import Storage
+from server.raft.types import (
+    LOCAL_MESSAGES,
+    NONE,
+    RESPONSE_MESSAGES,
+    ConfChange,
+    ConfState,
+    HardState,
+    Message,
+    MessageType,
+    Ready,
+    SoftState,
+    StateType,
+    Status,
+)
+
+
+class RawNode:
+    """A Raft member driven synchronously: feed it ticks, messages and proposals; drain Readies."""
+
+    def __init__(self, config: Config, storage: Storage) -> None:
+        """Build the node from what ``storage`` holds; ``config.applied`` says what was applied."""
+        self._raft = Raft(config, storage)
+        self._prev_soft: SoftState = self._raft.soft_state()
+        self._prev_hard: HardState = self._raft.hard_state()
+        self._awaiting_advance = False
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance the logical clock by one tick (elections, heartbeats, check-quorum)."""
+        self._raft.tick()
+
+    def campaign(self) -> None:
+        """Start an election now (a pre-vote first when enabled). A sole voter wins at once."""
+        self._raft.step(Message(type=MessageType.HUP, from_=self._raft.id))
+
+    def propose(self, data: bytes) -> None:
+        """Append ``data`` as a new entry; raises ``ProposalDropped`` unless this node leads."""
+        self._raft.propose([data])
+
+    def propose_many(self, payloads: list[bytes]) -> None:
+        """Append several entries at once (one replication message per follower for all)."""
+        self._raft.propose(payloads)
+
+    def propose_conf_change(self, cc: ConfChange) -> None:
+        """Propose a membership change; raises ``ProposalDropped`` while another is in flight
+        and ``InvalidConfChange`` when it would leave no voter."""
+        self._raft.propose_conf_change(cc)
+
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        """Apply a committed conf change (call it when applying its entry); returns the
+        membership the driver must persist along with the applied index."""
+        return self._raft.apply_conf_change(cc)
+
+    def step(self, msg: Message) -> None:
+        """Feed a message received from a peer.
+
+        Raises ``MessageRejected`` for a local-only message type or a response from a node that
+        is not a member (when this node leads).
+        """
+        if msg.type in LOCAL_MESSAGES:
+            raise MessageRejected(f"{msg.type.name} may not come from the network")
+        if msg.from_ == NONE:
+            raise MessageRejected("message without sender")
+        r = self._raft
+        if (
+            msg.type in RESPONSE_MESSAGES
+            and r.state == StateType.LEADER
+            and msg.from_ not in r.trk.progress
+        ):
+            raise MessageRejected(f"response from non-member {msg.from_}")
+        r.step(msg)
+
+    def read_index(self, ctx: bytes) -> None:
+        """Ask for a linearizable read point; the answer comes as a ``ReadState`` carrying
+        ``ctx`` (which must be non-empty and unique among pending requests)."""
+        if not ctx:
+            raise ProposalDropped("read index context must not be empty")
+        self._raft.step(Message(type=MessageType.READ_INDEX, from_=self._raft.id, context=ctx))
+
+    def transfer_leader(self, transferee: int) -> None:
+        """Hand leadership to ``transferee`` once it has caught up; leader only."""
+        r = self._raft
+        if r.state != StateType.LEADER:
+            raise ProposalDropped("only the leader can transfer leadership")
+        r.step(Message(type=MessageType.TRANSFER_LEADER, from_=transferee))
+
+    def report_unreachable(self, node_id: int) -> None:
+        """Tell the leader that a message to ``node_id`` could not be delivered."""
+        self._raft.step(Message(type=MessageType.UNREACHABLE, from_=node_id))
+
+    def report_snapshot(self, node_id: int, *, failed: bool) -> None:
+        """Tell the leader whether a snapshot sent to ``node_id`` was delivered."""
+        self._raft.step(Message(type=MessageType.SNAP_STATUS, from_=node_id, reject=failed))
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        """Whether ``ready()`` has anything to hand out."""
+        r = self._raft
+        log = r.log
+        return bool(
+            r.msgs
+            or log.unstable.entries
+            or log.unstable.snapshot is not None
+            or log.has_next_committed_entries()
+            or r.read_states
+            or r.soft_state() != self._prev_soft
+            or r.hard_state() != self._prev_hard
+        )
+
+    def ready(self) -> Ready:
+        """Take the outstanding work; hand the Ready back through ``advance`` once done."""
+        if self._awaiting_advance:
+            raise InvariantViolation("ready() called twice without advance()")
+        r = self._raft
+        log = r.log
+        soft = r.soft_state()
+        hard = r.hard_state()
+        entries = list(log.unstable.entries)
+        snap = log.unstable.snapshot
+        committed = log.next_committed_entries()
+        prev = self._prev_hard
+        rd = Ready(
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard != prev else None,
+            entries=entries,
+            snapshot=snap,
+            committed_entries=committed,
+            messages=r.msgs,
+            read_states=r.read_states,
+            must_sync=bool(entries)
+            or snap is not None
+            or hard.term != prev.term
+            or hard.vote != prev.vote,
+        )
+        self._prev_soft = soft
+        self._prev_hard = hard
+        r.msgs = []
+        r.read_states = []
+        if committed:
+            log.applying = committed[-1].index
+        self._awaiting_advance = True
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """Acknowledge that ``rd`` was persisted, sent and applied."""
+        log = self._raft.log
+        if rd.snapshot is not None:
+            log.unstable.stable_snap_to(rd.snapshot.metadata.index)
+            log.applied_to(rd.snapshot.metadata.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            log.unstable.stable_to(last.index, last.term)
+        if rd.committed_entries:
+            log.applied_to(rd.committed_entries[-1].index)
+        self._awaiting_advance = False
+
+    def status(self) -> Status:
+        """A snapshot of this node's state (progress of each member when leading)."""
+        r = self._raft
+        progress = {}
+        if r.state == StateType.LEADER:
+            progress = {nid: pr.status() for nid, pr in r.trk.progress.items()}
+        return Status(
+            id=r.id,
+            hard_state=r.hard_state(),
+            soft_state=r.soft_state(),
+            applied=r.log.applied,
+            progress=progress,
+            lead_transferee=r.lead_transferee,
+        )
