@@ -43,9 +43,7 @@ class ClosedLoop:
         self._value = random.Random(config.seed).randbytes(config.val_size)
         self._next_key = self._key_source()
         self._next_batch = plan.offset
-        self._ops = [
-            self._make_op(channels[c % len(channels)]) for c in range(plan.clients)
-        ]
+        self._ops = [self._make_op(channels[c % len(channels)]) for c in range(plan.clients)]
 
     async def prepare(self) -> None:
         """Nothing to set up: keys for ``range`` are preloaded by the parent."""
@@ -76,7 +74,8 @@ class ClosedLoop:
 
     def _put_op(self, channel: grpc.aio.Channel) -> Op:
         call = channel.unary_unary(wire.KV_PUT)
-        render, next_key, kwargs = wire.put_template(self._value).render, self._next_key, self._kwargs
+        render = wire.put_template(self._value).render
+        next_key, kwargs = self._next_key, self._kwargs
 
         async def op() -> None:
             await call(render(next_key()), **kwargs)
@@ -108,7 +107,8 @@ class ClosedLoop:
         grant = channel.unary_unary(wire.LEASE_GRANT)
         put = channel.unary_unary(wire.KV_PUT)
         grant_request = wire.lease_grant(self.plan.config.lease_ttl)
-        render, next_key, kwargs = wire.put_template(self._value).render, self._next_key, self._kwargs
+        render = wire.put_template(self._value).render
+        next_key, kwargs = self._next_key, self._kwargs
 
         async def op() -> None:
             lease = wire.lease_id(await grant(grant_request, **kwargs))

@@ -184,10 +184,7 @@ def make_plans(config: WorkloadConfig, target: Target) -> list[ProcPlan]:
     plans = []
     first_conn = offset = 0
     for i in range(procs):
-        if config.workload == "load":
-            start = offset
-        else:
-            start = config.key_space * i // procs
+        start = offset if config.workload == "load" else config.key_space * i // procs
         plans.append(
             ProcPlan(
                 index=i,

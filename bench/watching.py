@@ -28,7 +28,7 @@ _GRACE = 1.0
 
 
 class WatchDriver:
-    """``plan.watchers`` watchers over ``plan.streams`` streams, plus the writer if ``plan.writer``."""
+    """``plan.watchers`` watchers over ``plan.streams`` streams, and the writer in process 0."""
 
     def __init__(self, plan: ProcPlan, channels: list[grpc.aio.Channel]) -> None:
         self.plan = plan

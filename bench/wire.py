@@ -21,12 +21,12 @@ LEASE_GRANT = "/etcdserverpb.Lease/LeaseGrant"
 WATCH = "/etcdserverpb.Watch/Watch"
 AUTHENTICATE = "/etcdserverpb.Auth/Authenticate"
 
-# Eight bytes that no formatted key can contain (keys are ASCII digits).
-_PLACEHOLDER = b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8"
+# Bytes no bench key contains (keys are ASCII); a template's key is a prefix of them.
+_PLACEHOLDER = bytes(range(0xFF, 0xDF, -1))
 
 
 def key_bytes(index: int, prefix: bytes = b"") -> bytes:
-    """The bench's key number ``index``: zero-padded decimal, ``KEY_SIZE`` bytes after ``prefix``."""
+    """Key number ``index``: ``prefix`` then ``KEY_SIZE`` bytes of zero-padded decimal."""
     return prefix + b"%08d" % index
 
 

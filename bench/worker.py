@@ -11,6 +11,7 @@ Protocol on the pipe (parent <-> child), one tuple per message:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -46,7 +47,8 @@ def call_kwargs(plan: ProcPlan) -> dict[str, Any]:
     return kwargs
 
 
-def _read(path: str | None) -> bytes | None:
+def read_file(path: str | None) -> bytes | None:
+    """A PEM file's bytes, or None when no path is given."""
     if path is None:
         return None
     with open(path, "rb") as f:
@@ -58,9 +60,9 @@ def open_channel(endpoint: str, target: Target) -> grpc.aio.Channel:
     if target.tls is None:
         return grpc.aio.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(target.tls.cacert),
-        private_key=_read(target.tls.key),
-        certificate_chain=_read(target.tls.cert),
+        root_certificates=read_file(target.tls.cacert),
+        private_key=read_file(target.tls.key),
+        certificate_chain=read_file(target.tls.cert),
     )
     return grpc.aio.secure_channel(endpoint, credentials, options=_CHANNEL_OPTIONS)
 
@@ -106,10 +108,8 @@ def child_main(conn: Connection, plan: ProcPlan) -> None:
     try:
         result = asyncio.run(_drive(conn, plan))
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             conn.send(("error", traceback.format_exc()))
-        except OSError:
-            pass
     else:
         if result is not None:
             conn.send(("result", result))

@@ -229,11 +229,12 @@ class CertificateAuthority:
         profile: Profile,
         public_key: PublicKey,
         common_name: str,
-        sans: SubjectAltNames = SubjectAltNames(),
+        sans: SubjectAltNames | None = None,
         days: int = DEFAULT_LEAF_DAYS,
         now: dt.datetime | None = None,
     ) -> x509.Certificate:
         """A leaf certificate of ``profile`` for ``public_key``."""
+        sans = sans or SubjectAltNames()
         if profile.requires_san and not sans:
             raise InvalidInput(
                 f"a {profile.value} certificate needs at least one DNS name or IP address"
@@ -303,7 +304,9 @@ class CertificateAuthority:
             raise InvalidInput("the certificate to renew has no common name")
         return self.issue(
             profile=Profile.of_certificate(cert),
-            public_key=public_key if public_key is not None else check_public_key(cert.public_key()),
+            public_key=public_key
+            if public_key is not None
+            else check_public_key(cert.public_key()),
             common_name=common_name,
             sans=SubjectAltNames.from_extensions(cert.extensions),
             days=days,

@@ -31,7 +31,9 @@ def parse_reason(text: str) -> x509.ReasonFlags:
     for flag in x509.ReasonFlags:
         if flag.value.lower() == text.strip().lower() or flag.name.lower() == text.strip().lower():
             return flag
-    choices = ", ".join(f.value for f in x509.ReasonFlags if f is not x509.ReasonFlags.remove_from_crl)
+    choices = ", ".join(
+        f.value for f in x509.ReasonFlags if f is not x509.ReasonFlags.remove_from_crl
+    )
     raise InvalidInput(f"unknown revocation reason {text!r} (choose one of: {choices})")
 
 

@@ -25,7 +25,7 @@ class UnsupportedKey(PKIError):
 
 
 class KeyTypeMismatch(PKIError):
-    """A key is not of the type that was asked for (e.g. ``--key-type rsa-2048`` on an ECDSA key)."""
+    """A key is not of the type asked for (e.g. ``--key-type rsa-2048`` for an ECDSA key)."""
 
 
 class KeyMismatch(PKIError):

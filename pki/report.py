@@ -19,7 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pki.authority import common_name_of, utcnow
 from pki.chain import display_name, verify_chain
 from pki.crl import check_not_revoked
-from pki.errors import CertificateRevoked, ChainError, CRLError, InvalidCertificate
+from pki.errors import CertificateRevoked, ChainError, CRLError, InvalidCertificate, InvalidSAN
 from pki.keys import PrivateKey, describe_key, public_key_bytes
 from pki.profiles import Profile
 from pki.san import SubjectAltNames
@@ -119,8 +119,10 @@ class CertificateReport:
     def to_text(self) -> str:
         kind = "CA" if self.is_ca else f"leaf ({self.profile or 'no TLS usage'})"
         if self.is_ca:
-            kind += " (no path length limit)" if self.path_length is None else (
-                f" (path length {self.path_length})"
+            kind += (
+                " (no path length limit)"
+                if self.path_length is None
+                else (f" (path length {self.path_length})")
             )
         sans = [f"DNS:{n}" for n in self.dns_names] + [f"IP:{ip}" for ip in self.ip_addresses]
         if self.chain is None:
@@ -153,27 +155,29 @@ class CertificateReport:
 
 @dataclass(frozen=True, slots=True)
 class PKIReport:
-    """The reports of every certificate found, and the files that could not be read."""
+    """The reports of every certificate found, and the files that could not be checked."""
 
     certificates: tuple[CertificateReport, ...]
-    unreadable: tuple[str, ...] = field(default=())
+    errors: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
-        return not self.unreadable and all(c.ok for c in self.certificates)
+        return not self.errors and all(c.ok for c in self.certificates)
 
     @property
     def problems(self) -> tuple[str, ...]:
         found = [
-            f"{c.source or c.subject}: {problem}" for c in self.certificates for problem in c.problems
+            f"{c.source or c.subject}: {problem}"
+            for c in self.certificates
+            for problem in c.problems
         ]
-        return (*found, *self.unreadable)
+        return (*found, *self.errors)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "certificates": [c.to_dict() for c in self.certificates],
-            "unreadable": list(self.unreadable),
+            "errors": list(self.errors),
         }
 
     def to_json(self) -> str:
@@ -181,7 +185,7 @@ class PKIReport:
 
     def to_text(self) -> str:
         parts = [c.to_text() for c in self.certificates]
-        parts += [f"unreadable: {entry}" for entry in self.unreadable]
+        parts += [f"error: {entry}" for entry in self.errors]
         return "\n\n".join(parts) if parts else "no certificates found"
 
 
@@ -225,7 +229,7 @@ def describe_certificate(
     is_ca = bool(constraints and constraints.ca)
     try:
         sans = SubjectAltNames.from_extensions(cert.extensions)
-    except Exception as error:  # a malformed SAN is reported, not fatal to the report
+    except (InvalidSAN, ValueError) as error:  # reported, not fatal to the report
         problems.append(f"bad SAN: {error}")
         sans = SubjectAltNames()
     try:

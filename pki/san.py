@@ -84,7 +84,9 @@ class SubjectAltNames:
     ip_addresses: tuple[IPAddress, ...] = ()
 
     @classmethod
-    def parse(cls, *, dns: Iterable[str] = (), ips: Iterable[str | IPAddress] = ()) -> SubjectAltNames:
+    def parse(
+        cls, *, dns: Iterable[str] = (), ips: Iterable[str | IPAddress] = ()
+    ) -> SubjectAltNames:
         """Validate ``dns`` names and ``ips``; raise :class:`InvalidSAN` on the first bad one."""
         names = {parse_dns_name(name) for name in dns}
         addresses = {ip if not isinstance(ip, str) else parse_ip_address(ip) for ip in ips}

@@ -63,6 +63,7 @@ class Applier:
     def __init__(self, backend: Backend, kv: KVStore, header: HeaderInfo) -> None:
         self._b = backend
         self._kv = kv
+        self.kv = kv
         self._header = header
         self._handlers: dict[str, Callable[[lmdb.Transaction, KVWriter, object], bytes]] = {
             "put": self._put,
@@ -141,6 +142,10 @@ class Applier:
         body = self._run_txn(txn, w, r, _Path(path))
         rev = w.finish()
         return field_message(1, self._header.header(rev)) + field_bool(2, path[0]) + body
+
+    def read_txn(self, txn: lmdb.Transaction, r: rpc_pb2.TxnRequest) -> bytes:
+        """A txn without writes, answered from a read transaction."""
+        return self._txn(txn, self._kv.writer(txn), r)
 
     def _path(self, txn: lmdb.Transaction, r: rpc_pb2.TxnRequest, path: list[bool]) -> None:
         ok = all(self._compare(txn, c) for c in r.compare)

@@ -121,7 +121,7 @@ class KVStore:
             raw = txn.get(key, db=cdb)
             if raw is None:
                 return []
-            m, s, c, v, lease = unpack(raw)
+            m, _s, c, v, lease = unpack(raw)
             return [Item(key, c, m, v, lease, raw[:16])]
         out: list[Item] = []
         cur = txn.cursor(db=cdb)

@@ -1,0 +1,142 @@
+"""The thin gRPC layer: raw request bytes in, raw response bytes out, one error mapping.
+
+Handlers take the serialized request and return the serialized response, so a worker process can
+forward a request to the core process without decoding it, and hot paths build responses from
+stored bytes. Every `EtcdError` becomes a gRPC status here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from server.errors import EtcdError
+from wardpb.etcdserverpb import rpc_pb2
+from wardpb.v3electionpb import v3election_pb2
+from wardpb.v3lockpb import v3lock_pb2
+
+log = logging.getLogger("ward.rpc")
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """What a handler may know about the caller (filled by the RPC layer, never by clients)."""
+
+    peer: str = ""
+    token: str = ""
+    common_name: str = ""
+
+
+Unary = Callable[[bytes, CallInfo], Awaitable[bytes]]
+ServerStream = Callable[[bytes, CallInfo], AsyncIterator[bytes]]
+BidiStream = Callable[[AsyncIterator[bytes], CallInfo], AsyncIterator[bytes]]
+
+SERVICES = {
+    "etcdserverpb.KV": rpc_pb2.DESCRIPTOR.services_by_name["KV"],
+    "etcdserverpb.Watch": rpc_pb2.DESCRIPTOR.services_by_name["Watch"],
+    "etcdserverpb.Lease": rpc_pb2.DESCRIPTOR.services_by_name["Lease"],
+    "etcdserverpb.Cluster": rpc_pb2.DESCRIPTOR.services_by_name["Cluster"],
+    "etcdserverpb.Maintenance": rpc_pb2.DESCRIPTOR.services_by_name["Maintenance"],
+    "etcdserverpb.Auth": rpc_pb2.DESCRIPTOR.services_by_name["Auth"],
+    "v3lockpb.Lock": v3lock_pb2.DESCRIPTOR.services_by_name["Lock"],
+    "v3electionpb.Election": v3election_pb2.DESCRIPTOR.services_by_name["Election"],
+}
+
+
+def call_info(context: grpc.aio.ServicerContext) -> CallInfo:
+    token = ""
+    for k, v in context.invocation_metadata() or ():
+        if k == "token" or k == "authorization":
+            token = v if isinstance(v, str) else v.decode()
+    cn = ""
+    auth = context.auth_context()
+    if auth:
+        names = auth.get("x509_common_name")
+        if names:
+            cn = names[0].decode()
+    return CallInfo(peer=context.peer() or "", token=token, common_name=cn)
+
+
+async def _abort(context: grpc.aio.ServicerContext, e: EtcdError) -> None:
+    await context.abort(e.code, e.message)
+
+
+def _unary(fn: Unary) -> grpc.RpcMethodHandler:
+    async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            return await fn(request, call_info(context))
+        except EtcdError as e:
+            await _abort(context, e)
+            raise AssertionError("unreachable") from None
+
+    return grpc.unary_unary_rpc_method_handler(handle)
+
+
+def _server_stream(fn: ServerStream) -> grpc.RpcMethodHandler:
+    async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in fn(request, call_info(context)):
+                yield chunk
+        except EtcdError as e:
+            await _abort(context, e)
+
+    return grpc.unary_stream_rpc_method_handler(handle)
+
+
+def _bidi(fn: BidiStream) -> grpc.RpcMethodHandler:
+    async def handle(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in fn(requests, call_info(context)):
+                yield chunk
+        except EtcdError as e:
+            await _abort(context, e)
+
+    return grpc.stream_stream_rpc_method_handler(handle)
+
+
+def _unimplemented(service: str, method: str, streaming_in: bool, streaming_out: bool):
+    msg = f"unknown method {method} for service {service}"
+
+    async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, msg)
+        raise AssertionError("unreachable")
+
+    async def stream(request, context):  # type: ignore[no-untyped-def]
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, msg)
+        yield b""  # pragma: no cover
+
+    if streaming_in and streaming_out:
+        return grpc.stream_stream_rpc_method_handler(stream)
+    if streaming_out:
+        return grpc.unary_stream_rpc_method_handler(stream)
+    if streaming_in:
+        return grpc.stream_unary_rpc_method_handler(stream)
+    return grpc.unary_unary_rpc_method_handler(unary)
+
+
+def generic_handlers(
+    impls: dict[str, dict[str, Unary | ServerStream | BidiStream]],
+) -> list[grpc.GenericRpcHandler]:
+    """One generic handler per service of etcd's API; methods not in `impls` are Unimplemented."""
+    out = []
+    for full, desc in SERVICES.items():
+        given = impls.get(full, {})
+        table: dict[str, grpc.RpcMethodHandler] = {}
+        for m in desc.methods:
+            fn = given.get(m.name)
+            cs, ss = m.client_streaming, m.server_streaming
+            if fn is None:
+                table[m.name] = _unimplemented(full, m.name, cs, ss)
+            elif cs and ss:
+                table[m.name] = _bidi(fn)  # type: ignore[arg-type]
+            elif ss:
+                table[m.name] = _server_stream(fn)  # type: ignore[arg-type]
+            else:
+                table[m.name] = _unary(fn)  # type: ignore[arg-type]
+        out.append(grpc.method_handlers_generic_handler(full, table))
+    return out

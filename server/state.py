@@ -1,0 +1,53 @@
+"""What the servicers of one serving process share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from server.apply import Applier, HeaderInfo
+from server.storage.backend import Backend
+from server.storage.mvcc import KVStore
+
+# Field numbers of `wardpeerpb.Entry`'s requests.
+ENTRY_PUT = 3
+ENTRY_DELETE_RANGE = 4
+ENTRY_TXN = 5
+ENTRY_COMPACTION = 6
+ENTRY_LEASE_GRANT = 7
+ENTRY_LEASE_REVOKE = 8
+ENTRY_ALARM = 9
+
+# The etcd API version Ward answers to (clients gate features on it).
+API_VERSION = "3.5.0"
+WARD_VERSION = "0.1.0"
+
+
+class Proposer(Protocol):
+    """The write path as a serving process sees it: the core's driver, or a link to it."""
+
+    async def propose(self, field: int, request: bytes, *, header: bytes = b"") -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool = False
+
+
+@dataclass(slots=True)
+class ServerState:
+    backend: Backend
+    kv: KVStore
+    reader: Applier
+    header: HeaderInfo
+    proposer: Proposer
+    member_id: int
+    cluster_id: int
+    members: list[MemberInfo] = field(default_factory=list)
+    max_txn_ops: int = 128
+    max_request_bytes: int = 1_572_864
+    quota_bytes: int = 2 << 30
