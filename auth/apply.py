@@ -218,9 +218,7 @@ def _role_grant_permission(backend: AuthBackend, command: RoleGrantPermission) -
     if role is None:
         raise errors.RoleNotFound()
     # A grant on the same (key, range_end) replaces the type of the existing one.
-    kept = tuple(
-        p for p in role.permissions if (p.key, p.range_end) != (perm.key, perm.range_end)
-    )
+    kept = tuple(p for p in role.permissions if (p.key, p.range_end) != (perm.key, perm.range_end))
     backend.put_role(Role(role.name, (*kept, Permission(perm.perm_type, perm.key, perm.range_end))))
     _bump(backend)
     return _CHANGED
@@ -231,9 +229,7 @@ def _role_revoke_permission(backend: AuthBackend, command: RoleRevokePermission)
     if role is None:
         raise errors.RoleNotFound()
     kept = tuple(
-        p
-        for p in role.permissions
-        if (p.key, p.range_end) != (command.key, command.range_end)
+        p for p in role.permissions if (p.key, p.range_end) != (command.key, command.range_end)
     )
     if len(kept) == len(role.permissions):
         raise errors.PermissionNotGranted()

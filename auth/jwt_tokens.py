@@ -206,7 +206,9 @@ class JWTTokenProvider:
 
     # --- keys -------------------------------------------------------------------------------
 
-    def _install(self, private_pem: bytes | None, public_pem: bytes | None, kid: str | None) -> None:
+    def _install(
+        self, private_pem: bytes | None, public_pem: bytes | None, kid: str | None
+    ) -> None:
         method = self.sign_method
         if method.is_hmac:
             if not private_pem:
@@ -289,9 +291,7 @@ class JWTTokenProvider:
         """The ``kid`` of every key this provider accepts."""
         return frozenset(self._keys)
 
-    def rotate(
-        self, private_key: bytes | None = None, *, public_key: bytes | None = None
-    ) -> str:
+    def rotate(self, private_key: bytes | None = None, *, public_key: bytes | None = None) -> str:
         """Sign with a new key from now on (generated if none is given); return its ``kid``.
 
         The old key keeps verifying the tokens it signed until ``remove_verification_key``.
@@ -316,9 +316,7 @@ class JWTTokenProvider:
             "exp": expires,
             "jti": secrets.token_urlsafe(16),
         }
-        token = jwt.encode(
-            claims, signing, algorithm=self.sign_method.value, headers={"kid": kid}
-        )
+        token = jwt.encode(claims, signing, algorithm=self.sign_method.value, headers={"kid": kid})
         # This member just made it: the first use here need not pay for a verify.
         self._remember(_digest(token), _Cached(TokenInfo(username, revision), expires, kid))
         return token

@@ -11,7 +11,9 @@ deployment that must keep accepting them sets a lower ``min_length`` and accepts
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import NoReturn
 
 import argon2
 import argon2.exceptions
@@ -93,7 +95,7 @@ class PasswordHasher:
             # `from None`: the library's exception adds nothing and must not ride along.
             raise AuthFailed() from None
 
-    def reject(self, password: str) -> None:
+    def reject(self, password: str) -> NoReturn:
         """Spend what one verification costs, then raise ``AuthFailed``.
 
         For a user that does not exist: answering at once would tell an attacker which names
@@ -101,10 +103,10 @@ class PasswordHasher:
         """
         if self._decoy is None:
             self._decoy = self._hasher.hash("ward decoy password")
-        try:
+        with contextlib.suppress(
+            argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError
+        ):
             self._hasher.verify(self._decoy, password)
-        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
-            pass
         raise AuthFailed()
 
     def needs_rehash(self, password_hash: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 
 from auth.backend import AuthBackend
+from auth.model import Permission
 from auth.ranges import UserPermissions, build_user_permissions
 
 DEFAULT_MAX_USERS = 65_536
@@ -22,7 +23,7 @@ def load_user_permissions(backend: AuthBackend, username: str) -> UserPermission
     user = backend.get_user(username)
     if user is None:
         return None
-    perms = []
+    perms: list[Permission] = []
     for role_name in user.roles:
         role = backend.get_role(role_name)
         # The root role may be granted before a role of that name exists.

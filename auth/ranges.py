@@ -31,7 +31,7 @@ def grant_interval(key: bytes, range_end: bytes) -> Interval | None:
     if not key:
         return None
     if not range_end:
-        return (key, key + b"\x00")
+        return (key, key + b"\x00\x00")
     if range_end == FROM_KEY:
         return (key, None)
     if range_end <= key:
@@ -40,7 +40,7 @@ def grant_interval(key: bytes, range_end: bytes) -> Interval | None:
 
 
 def is_valid_permission_range(key: bytes, range_end: bytes) -> bool:
-    """Whether etcd accepts a permission on ``[key, range_end)`` (its ``isValidPermissionRange``)."""
+    """Whether etcd accepts a grant on ``key``/``range_end`` (``isValidPermissionRange``)."""
     if not key:
         return False
     return not range_end or range_end == FROM_KEY or key < range_end

@@ -183,7 +183,6 @@ class AuthStore:
             try:
                 if user is None:
                     self._hasher.reject(password)
-                    raise AssertionError("reject returned")  # pragma: no cover
                 if user.no_password:
                     raise errors.NoPasswordUser()
                 if user.password_hash is None:

@@ -126,14 +126,18 @@ def parse_token_options(text: str) -> TokenOptions:
 _DURATION_UNITS = {
     "ns": 1e-9,
     "us": 1e-6,
-    "µs": 1e-6,  # noqa: RUF001 - Go accepts both micro signs
-    "μs": 1e-6,  # noqa: RUF001
+    # Go accepts both micro signs.
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
     "ms": 1e-3,
     "s": 1.0,
     "m": 60.0,
     "h": 3600.0,
 }
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")  # noqa: RUF001
+# Longest units first, so "ms" is not read as "m" followed by "s".
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d*)?|\.\d+)(" + "|".join(sorted(_DURATION_UNITS, key=len, reverse=True)) + ")"
+)
 
 
 def parse_duration(text: str) -> float:

@@ -170,8 +170,11 @@ class ClosedLoop:
         measure_start = start + warmup
         end = measure_start + config.window
         await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        cpu, began = time.process_time(), time.perf_counter()
         await asyncio.gather(*(self._client(op, measure_start, end) for op in self._ops))
         return {
+            "cpu": time.process_time() - cpu,
+            "busy": time.perf_counter() - began,
             "latencies": array("d", self.latencies).tobytes(),
             "errors": dict(self.errors),
             "first_error": self.first_error,

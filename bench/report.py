@@ -27,6 +27,9 @@ _LABELS = {
     "put_p50_ms": "put p50 ms",
     "events_missing": "events missing",
     "rss_per_watcher_b": "RSS B/watcher",
+    "client_cores": "client cores",
+    "server_cores": "server cores",
+    "server_cpu_us_per_op": "server CPU us/op",
 }
 _UNIT = {"load": "txn/s", "watch": "events/s", "watch-idle": "events/s"}
 

@@ -11,57 +11,9 @@ import os
 import threading
 from pathlib import Path
 
+from bench.proctree import process_tree
+
 _PROC = Path("/proc")
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (every thread's children file), or [] if it is gone."""
-    found: list[int] = []
-    try:
-        tasks = list((_PROC / str(pid) / "task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
-        try:
-            text = (task / "children").read_text()
-        except FileNotFoundError:
-            # Kernels without CONFIG_PROC_CHILDREN: fall back to scanning every process's parent.
-            return _children_by_scan(pid)
-        except OSError:
-            continue
-        found.extend(int(tok) for tok in text.split())
-    return found
-
-
-def _children_by_scan(pid: int) -> list[int]:
-    found = []
-    for entry in _PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: fields start after the last ')'.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (empty if ``pid`` is gone)."""
-    if not (_PROC / str(pid)).exists():
-        return []
-    tree, pending, seen = [], [pid], set()
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        tree.append(current)
-        pending.extend(children(current))
-    return tree
 
 
 def rss_bytes(pid: int) -> int:

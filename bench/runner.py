@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import worker
 from bench.config import ProcPlan, Target, WorkloadConfig, make_plans
+from bench.proctree import tree_cpu_seconds
 from bench.rss import RssSampler, tree_pss_bytes, tree_rss_bytes
 from bench.stats import LatencySummary
 
@@ -155,7 +156,9 @@ def _run_phase(
         start_wall = time.time() + _START_DELAY
         for conn in conns:
             conn.send(("go", start_wall))
+        cpu_before = _server_cpu_at(server_pid, start_wall + _warmup(config))
         results = _collect(conns, "result", config.warmup + config.window + config.timeout + _SLACK)
+        cpu_used = tree_cpu_seconds(server_pid) - cpu_before if server_pid else None
         for process, _ in handles:
             process.join(timeout=_SLACK)
     finally:
@@ -174,9 +177,25 @@ def _run_phase(
     result = _merge(config, results, server)
     result.rss_before, result.rss_peak = rss_before, rss_peak
     result.rss_after, result.pss_after = rss_after, pss_after
+    if cpu_used is not None and result.elapsed > 0:
+        result.extra["server_cores"] = cpu_used / result.elapsed
+        if result.ok:
+            result.extra["server_cpu_us_per_op"] = cpu_used / result.ok * 1e6
     if config.workload == "watch-idle" and rss_before is not None and rss_peak is not None:
         result.extra["rss_per_watcher_b"] = (rss_peak - rss_before) / config.watchers
     return result
+
+
+def _warmup(config: WorkloadConfig) -> float:
+    return 0.0 if config.workload in ("load", "watch", "watch-idle") else config.warmup
+
+
+def _server_cpu_at(server_pid: int | None, wall: float) -> float:
+    """The server tree's CPU seconds read at ``wall`` (the start of measurement)."""
+    if not server_pid:
+        return 0.0
+    time.sleep(max(0.0, wall - time.time()))
+    return tree_cpu_seconds(server_pid)
 
 
 def _errors(results: list[dict[str, Any]]) -> tuple[Counter[str], str]:
@@ -198,6 +217,8 @@ def _merge(config: WorkloadConfig, results: list[dict[str, Any]], server: str) -
     start = min(r["measure_start"] for r in results)
     last = max(r["last_end"] for r in results)
     elapsed = max(0.0, last - start) if last else 0.0
+    cpu = sum(r["cpu"] for r in results)
+    busy = max(r["busy"] for r in results)
     result = RunResult(
         server=server,
         workload=config.workload,
@@ -211,6 +232,8 @@ def _merge(config: WorkloadConfig, results: list[dict[str, Any]], server: str) -
         latency=LatencySummary.from_seconds(latencies),
         hit_time_limit=any(r["hit_time_limit"] for r in results),
     )
+    # Cores the load generator used: near 1.0 per process means it, not the server, is the limit.
+    result.extra["client_cores"] = cpu / busy if busy > 0 else 0.0
     if config.workload == "load":
         keys = sum(r["items"] for r in results)
         result.extra["keys"] = float(keys)

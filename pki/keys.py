@@ -22,6 +22,7 @@ PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed
 # The smallest RSA modulus accepted from a CSR; Ward itself never generates less.
 MIN_RSA_BITS = 2048
 _ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
+_CURVE_NAMES = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
 
 
 class KeyType(enum.StrEnum):
@@ -63,7 +64,7 @@ def describe_key(key: PrivateKey | PublicKey | object) -> str:
     """A short human name of a key's type, e.g. ``"ecdsa-p384"`` or ``"rsa-1024"``."""
     public = key.public_key() if isinstance(key, PrivateKey) else key
     if isinstance(public, ec.EllipticCurvePublicKey):
-        return "ecdsa-" + public.curve.name
+        return "ecdsa-" + _CURVE_NAMES.get(public.curve.name, public.curve.name)
     if isinstance(public, rsa.RSAPublicKey):
         return f"rsa-{public.key_size}"
     if isinstance(public, ed25519.Ed25519PublicKey):

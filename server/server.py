@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import struct
 from dataclasses import dataclass, field
 
@@ -16,10 +17,13 @@ from server.api.rpc import generic_handlers
 from server.apply import Applier, HeaderInfo
 from server.datadir import DataDir
 from server.driver import Driver, DriverOptions
+from server.ipc import PUSH_REV, PUSH_TERM, WorkerHub
 from server.membership import cluster_id, member_id
 from server.state import MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.worker import WorkerArgs
+from server.worker import main as worker_main
 
 log = logging.getLogger("ward.server")
 
@@ -50,6 +54,8 @@ class ServerOptions:
     workers: int = 1
     fsync: bool = True
     max_concurrent_streams: int = 0
+    log_level: str = "info"
+    log_outputs: tuple[str, ...] = ("stderr",)
 
 
 class Member:
@@ -63,7 +69,11 @@ class Member:
         self.driver: Driver | None = None
         self.backend: Backend | None = None
         self.state: ServerState | None = None
-        self.workers: object | None = None
+        self.hub: WorkerHub | None = None
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._worker_args: list[WorkerArgs] = []
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         o = self.options
@@ -114,11 +124,81 @@ class Member:
             max_request_bytes=o.max_request_bytes,
             quota_bytes=o.quota_bytes,
         )
-        self._grpc = build_grpc_server(self.state, self.raft_info, o)
+        impls = core_impls(self.state, self.raft_info)
+        self._grpc = grpc.aio.server(options=grpc_options(o))
+        self._grpc.add_generic_rpc_handlers(generic_handlers(impls))  # type: ignore[arg-type]
+        bound = []
         for addr in o.listen_client:
-            self.ports.append(self._grpc.add_insecure_port(addr))
+            port = self._grpc.add_insecure_port(addr)
+            self.ports.append(port)
+            bound.append(f"{addr.rsplit(':', 1)[0]}:{port}")
         await self._grpc.start()
-        log.info("ready to serve client requests", extra={"addresses": list(o.listen_client)})
+        if o.workers > 1:
+            await self._start_workers(impls, tuple(bound))
+        self._housekeeping = asyncio.create_task(self._housekeep())
+        for addr in bound:
+            log.warning(
+                f"serving insecure client requests on {addr}, this is strongly discouraged!"
+            )
+        log.info("ready to serve client requests", extra={"addresses": bound})
+
+    async def _start_workers(self, impls: dict[str, dict[str, object]], bound: tuple[str, ...]):
+        assert self.state is not None and self.driver is not None
+        o = self.options
+        unary = {
+            f"/{svc}/{name}": fn
+            for svc, methods in impls.items()
+            for name, fn in methods.items()
+            if svc != "etcdserverpb.KV" and name != "Snapshot"
+        }
+        self.hub = WorkerHub(self.driver.propose, unary)  # type: ignore[arg-type]
+        sock = self.datadir.ipc_path
+        sock.unlink(missing_ok=True)
+        await self.hub.start(str(sock))
+        last = {"term": -1}
+
+        def push(rev: int) -> None:
+            term = self.state.header.raft_term  # type: ignore[union-attr]
+            if term != last["term"]:
+                last["term"] = term
+                self.hub.push(PUSH_TERM, term)
+            self.hub.push(PUSH_REV, rev)
+
+        self.driver.add_listener(push)
+        args = [
+            WorkerArgs(
+                index=i,
+                db_path=str(self.datadir.db_path),
+                map_size=o.quota_bytes + MAP_HEADROOM,
+                ipc_path=str(sock),
+                addresses=bound,
+                grpc_options=tuple(grpc_options(o)),
+                member_id=self.state.member_id,
+                cluster_id=self.state.cluster_id,
+                members=tuple(self.state.members),
+                term=self.state.header.raft_term,
+                max_txn_ops=o.max_txn_ops,
+                max_request_bytes=o.max_request_bytes,
+                quota_bytes=o.quota_bytes,
+                forwarded=tuple(unary),
+                log_level=o.log_level,
+                log_outputs=o.log_outputs,
+            )
+            for i in range(1, o.workers)
+        ]
+        self._worker_args = args
+        self._procs = [_spawn(a) for a in args]
+
+    async def _housekeep(self) -> None:
+        """Restart dead workers; clear lmdb reader slots left by killed processes."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.backend is not None:
+                self.backend.env.reader_check()
+            for i, proc in enumerate(self._procs):
+                if not proc.is_alive() and not self._stopping:
+                    log.warning("worker %d exited with %s; restarting", i + 1, proc.exitcode)
+                    self._procs[i] = _spawn(self._worker_args[i])
 
     def _identity(self, ids: dict[str, int]) -> tuple[int, int]:
         """This member's ID and the cluster ID: stored on first start, read back after."""
@@ -147,6 +227,15 @@ class Member:
         return info
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        if self.hub is not None:
+            await self.hub.stop()
+        for proc in self._procs:
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.kill()
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)
         if self.driver is not None:
@@ -167,19 +256,23 @@ def grpc_options(o: ServerOptions) -> list[tuple[str, int]]:
     return opts
 
 
-def build_grpc_server(
-    state: ServerState, raft_info: object, o: ServerOptions, *, defragment: object = None
-) -> grpc.aio.Server:
-    server = grpc.aio.server(options=grpc_options(o))
-    impls = {
-        "etcdserverpb.KV": KVService(state).methods(),
+def core_impls(state: ServerState, raft_info: object) -> dict[str, dict[str, object]]:
+    """The core process's implementation of each service it answers."""
+    return {
+        "etcdserverpb.KV": dict(KVService(state).methods()),
         "etcdserverpb.Maintenance": MaintenanceService(
-            state, raft_info, defragment  # type: ignore[arg-type]
+            state, raft_info  # type: ignore[arg-type]
         ).methods(),
         "etcdserverpb.Cluster": ClusterService(state).methods(),
     }
-    server.add_generic_rpc_handlers(generic_handlers(impls))  # type: ignore[arg-type]
-    return server
+
+
+def _spawn(args: WorkerArgs) -> multiprocessing.process.BaseProcess:
+    proc = multiprocessing.get_context("spawn").Process(
+        target=worker_main, args=(args,), name=f"ward-worker-{args.index}", daemon=True
+    )
+    proc.start()
+    return proc
 
 
 async def run_forever(member: Member, stop: asyncio.Event) -> None:

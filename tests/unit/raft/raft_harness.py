@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 from server.raft import (
     ConfChange,
-    ConfState,
     Config,
+    ConfState,
     Entry,
     EntryType,
     HardState,
     MemoryStorage,
     Message,
+    MessageRejected,
     ProposalDropped,
     RawNode,
     ReadState,
@@ -221,7 +222,10 @@ class Network:
                 self.in_flight.append(m)
                 continue
             self.trace.append(m)
-            self.nodes[m.to].raw.step(m)
+            try:
+                self.nodes[m.to].raw.step(m)
+            except MessageRejected:
+                continue  # e.g. from a removed member; a driver logs and drops these
             delivered += 1
         self.drain_all()
         self.observer.check()
@@ -292,6 +296,7 @@ class Observer:
         # index -> highest term in the cluster when the entry was first seen applied: the entry
         # was committed at or before that term, so every leader of a later term must hold it.
         self.committed_by_term: dict[int, int] = {}
+        self._checked_applied: dict[int, int] = {}  # node id -> applied index already checked
 
     def check(self) -> None:
         nodes = [n for nid, n in self.net.nodes.items() if nid not in self.net.down]
@@ -299,10 +304,15 @@ class Observer:
         max_term = max(n.term for n in nodes)
         for n in nodes:
             # State machine safety: no two nodes apply different entries at one index.
-            for index, e in n.applied_entries.items():
+            seen_upto = self._checked_applied.get(n.id, 0)
+            for index in range(seen_upto + 1, n.applied_index + 1):
+                e = n.applied_entries.get(index)
+                if e is None:
+                    continue  # covered by a snapshot
                 seen = self.committed.setdefault(index, e)
                 self.committed_by_term.setdefault(index, max_term)
                 assert seen == e, f"state machine safety: index {index}: {seen} vs {e}"
+            self._checked_applied[n.id] = n.applied_index
             if n.state != StateType.LEADER:
                 continue
             # Election safety: at most one leader per term.
@@ -328,11 +338,8 @@ class Observer:
         for i, a in enumerate(ids):
             for b in ids[i + 1 :]:
                 la, lb = logs[a], logs[b]
-                common = sorted(set(la) & set(lb))
-                matched = [ix for ix in common if la[ix] == lb[ix]]
-                if not matched:
-                    continue
-                top = matched[-1]
-                for ix in common:
-                    if ix <= top:
-                        assert la[ix] == lb[ix], f"log matching: {a} and {b} differ at {ix}"
+                lo = max(min(la, default=1), min(lb, default=1))
+                hi = min(max(la, default=0), max(lb, default=0))
+                top = next((ix for ix in range(hi, lo - 1, -1) if la[ix] == lb[ix]), 0)
+                for ix in range(lo, top + 1):
+                    assert la[ix] == lb[ix], f"log matching: {a} and {b} differ at {ix}"

@@ -8,8 +8,8 @@ import pytest
 from raft_harness import Network, raft_of
 
 from server.raft import (
-    ConfState,
     Config,
+    ConfState,
     HardState,
     MemoryStorage,
     Message,

@@ -7,8 +7,8 @@ import random
 from raft_harness import Network, log_terms, raft_of
 
 from server.raft import (
-    ConfState,
     Config,
+    ConfState,
     Entry,
     HardState,
     MemoryStorage,

@@ -1,0 +1,193 @@
+"""The link between worker processes and the core process: framed messages on a Unix socket.
+
+A worker forwards what it cannot do alone: proposals (raw request bytes, to be wrapped in an
+Entry by the core's driver) and unary calls the core answers with its own handlers. The core
+pushes facts workers need (the Raft term, the newest revision) as frames with request id 0.
+
+Frame: u32 length of the rest, u32 request id, u8 kind, payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from server.api.rpc import CallInfo
+from server.errors import CODE_BY_VALUE, EtcdError
+
+log = logging.getLogger("ward.ipc")
+
+_FRAME = struct.Struct(">IIB")
+_U16 = struct.Struct(">H")
+
+# worker -> core
+PROPOSE = 1  # payload: u8 entry field, u16 header length, header, request
+CALL = 2  # payload: u16 method length, method, u16 peer, u16 token, u16 cn, request
+# core -> worker
+OK = 10
+ERROR = 11  # payload: u16 grpc code, utf-8 message
+PUSH_TERM = 20  # payload: u64 term
+PUSH_REV = 21  # payload: u64 revision
+
+_U64 = struct.Struct(">Q")
+
+
+def frame(rid: int, kind: int, payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload) + 5, rid, kind) + payload
+
+
+def _strs(*parts: bytes) -> bytes:
+    return b"".join(_U16.pack(len(p)) + p for p in parts)
+
+
+def _read_strs(buf: bytes, n: int) -> tuple[list[bytes], int]:
+    out = []
+    off = 0
+    for _ in range(n):
+        (ln,) = _U16.unpack_from(buf, off)
+        off += 2
+        out.append(buf[off : off + ln])
+        off += ln
+    return out, off
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, int, bytes]:
+    head = await reader.readexactly(4)
+    (ln,) = struct.unpack(">I", head)
+    rest = await reader.readexactly(ln)
+    rid, kind = struct.unpack_from(">IB", rest)
+    return rid, kind, rest[5:]
+
+
+class CoreLink:
+    """The worker's end: proposals and calls to the core, pushes from it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._r = reader
+        self._w = writer
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.on_push: Callable[[int, bytes], None] = lambda kind, payload: None
+        self.closed = asyncio.Event()
+
+    @classmethod
+    async def connect(cls, path: str) -> CoreLink:
+        reader, writer = await asyncio.open_unix_connection(path)
+        return cls(reader, writer)
+
+    async def run(self) -> None:
+        """Read replies and pushes until the core goes away."""
+        try:
+            while True:
+                rid, kind, payload = await read_frame(self._r)
+                if rid == 0:
+                    self.on_push(kind, payload)
+                    continue
+                fut = self._waiting.pop(rid, None)
+                if fut is None or fut.done():
+                    continue
+                if kind == OK:
+                    fut.set_result(payload)
+                else:
+                    (code,) = _U16.unpack_from(payload)
+                    fut.set_exception(EtcdError(CODE_BY_VALUE[code], payload[2:].decode()))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.closed.set()
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(
+                        EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: server stopped")
+                    )
+
+    async def _request(self, kind: int, payload: bytes) -> bytes:
+        if self.closed.is_set():
+            raise EtcdError(grpc.StatusCode.UNAVAILABLE, "etcdserver: server stopped")
+        rid = next(self._ids) & 0xFFFFFFFF or 1
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[rid] = fut
+        self._w.write(frame(rid, kind, payload))
+        return await fut
+
+    async def propose(self, field: int, request: bytes, *, header: bytes = b"") -> bytes:
+        return await self._request(PROPOSE, bytes((field,)) + _strs(header) + request)
+
+    async def call(self, method: str, request: bytes, info: CallInfo) -> bytes:
+        head = _strs(method.encode(), info.peer.encode(), info.token.encode(),
+                     info.common_name.encode())
+        return await self._request(CALL, head + request)
+
+
+Proposer = Callable[..., Awaitable[bytes]]
+Handlers = dict[str, Callable[[bytes, CallInfo], Awaitable[bytes]]]
+
+
+class WorkerHub:
+    """The core's end: serves every worker's link, pushes to all of them."""
+
+    def __init__(self, propose: Proposer, handlers: Handlers) -> None:
+        self._propose = propose
+        self._handlers = handlers
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, path: str) -> None:
+        self._server = await asyncio.start_unix_server(self._serve, path=path)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for w in list(self._writers):
+            w.close()
+
+    def push(self, kind: int, value: int) -> None:
+        data = frame(0, kind, _U64.pack(value))
+        for w in self._writers:
+            w.write(data)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                rid, kind, payload = await read_frame(reader)
+                task = asyncio.create_task(self._handle(writer, rid, kind, payload))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _handle(
+        self, writer: asyncio.StreamWriter, rid: int, kind: int, payload: bytes
+    ) -> None:
+        try:
+            if kind == PROPOSE:
+                field = payload[0]
+                (header,), off = _read_strs(payload[1:], 1)
+                resp = await self._propose(field, payload[1 + off :], header=header)
+            elif kind == CALL:
+                (method, peer, token, cn), off = _read_strs(payload, 4)
+                handler = self._handlers.get(method.decode())
+                if handler is None:
+                    raise EtcdError(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {method!r}")
+                info = CallInfo(peer=peer.decode(), token=token.decode(), common_name=cn.decode())
+                resp = await handler(payload[off:], info)
+            else:
+                raise EtcdError(grpc.StatusCode.INTERNAL, f"unknown frame kind {kind}")
+            out = frame(rid, OK, resp)
+        except EtcdError as e:
+            out = frame(rid, ERROR, _U16.pack(e.code.value[0]) + e.message.encode())
+        except Exception:
+            log.exception("internal error serving a worker request")
+            out = frame(rid, ERROR, _U16.pack(grpc.StatusCode.INTERNAL.value[0]) + b"internal error")
+        if not writer.is_closing():
+            writer.write(out)

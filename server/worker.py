@@ -1,0 +1,111 @@
+"""A worker process: serves the client port beside the core process (`SO_REUSEPORT`).
+
+Reads are answered from the shared lmdb environment (opened read-only; lmdb readers are
+multi-process); proposals and the calls that need the core's state go over the Unix-socket link.
+A worker lives only as long as its link: when the core process dies, the worker exits at once
+rather than serve reads nobody will ever update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+from dataclasses import dataclass
+
+import grpc
+
+from server import logs
+from server.api.kv import KVService
+from server.api.maintenance import MaintenanceService, RaftInfo
+from server.api.rpc import CallInfo, generic_handlers
+from server.apply import Applier, HeaderInfo
+from server.ipc import PUSH_REV, PUSH_TERM, CoreLink
+from server.state import MemberInfo, ServerState
+from server.storage.backend import Backend, BackendOptions
+from server.storage.mvcc import KVStore
+
+log = logging.getLogger("ward.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerArgs:
+    index: int
+    db_path: str
+    map_size: int
+    ipc_path: str
+    addresses: tuple[str, ...]
+    grpc_options: tuple[tuple[str, int], ...]
+    member_id: int
+    cluster_id: int
+    members: tuple[MemberInfo, ...]
+    term: int
+    max_txn_ops: int
+    max_request_bytes: int
+    quota_bytes: int
+    forwarded: tuple[str, ...]  # "/service/method" paths answered by the core
+    log_level: str = "info"
+    log_outputs: tuple[str, ...] = ("stderr",)
+
+
+def main(args: WorkerArgs) -> None:
+    logs.setup(level=args.log_level, outputs=list(args.log_outputs))
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+    # The link is gone: leave without running interpreter teardown that could block.
+    os._exit(0)
+
+
+async def _serve(args: WorkerArgs) -> None:
+    link = await CoreLink.connect(args.ipc_path)
+    backend = Backend(args.db_path, BackendOptions(map_size=args.map_size, readonly=True))
+    header = HeaderInfo(cluster_id=args.cluster_id, member_id=args.member_id, raft_term=args.term)
+
+    def on_push(kind: int, payload: bytes) -> None:
+        if kind == PUSH_TERM:
+            header.raft_term = struct.unpack(">Q", payload)[0]
+        elif kind == PUSH_REV:
+            pass  # the watch hub of this process listens here
+
+    link.on_push = on_push
+    link_task = asyncio.create_task(link.run())
+    kv = KVStore(backend)
+    state = ServerState(
+        backend=backend,
+        kv=kv,
+        reader=Applier(backend, kv, header),
+        header=header,
+        proposer=link,
+        member_id=args.member_id,
+        cluster_id=args.cluster_id,
+        members=list(args.members),
+        max_txn_ops=args.max_txn_ops,
+        max_request_bytes=args.max_request_bytes,
+        quota_bytes=args.quota_bytes,
+    )
+    impls: dict[str, dict[str, object]] = {}
+    for path in args.forwarded:
+        _, service, method = path.split("/")
+        impls.setdefault(service, {})[method] = _forward(link, path)
+    impls["etcdserverpb.KV"] = dict(KVService(state).methods())
+    maint = MaintenanceService(state, RaftInfo)
+    impls.setdefault("etcdserverpb.Maintenance", {})["Snapshot"] = maint.snapshot
+    server = grpc.aio.server(options=list(args.grpc_options))
+    server.add_generic_rpc_handlers(generic_handlers(impls))  # type: ignore[arg-type]
+    for addr in args.addresses:
+        server.add_insecure_port(addr)
+    await server.start()
+    log.debug("worker serving", extra={"worker": args.index, "pid": os.getpid()})
+    await link.closed.wait()
+    link_task.cancel()
+    await server.stop(grace=None)
+
+
+def _forward(link: CoreLink, path: str):  # type: ignore[no-untyped-def]
+    async def call(request: bytes, info: CallInfo) -> bytes:
+        return await link.call(path, request, info)
+
+    return call
