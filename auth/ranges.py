@@ -31,7 +31,7 @@ def grant_interval(key: bytes, range_end: bytes) -> Interval | None:
     if not key:
         return None
     if not range_end:
-        return (key, key + b"\x00\x00")
+        return (key, key + b"\x00")
     if range_end == FROM_KEY:
         return (key, None)
     if range_end <= key:

@@ -38,7 +38,7 @@ class JSONFormatter(logging.Formatter):
                 out[k] = v
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return json.dumps(out, default=str, separators=(",", ":"))
 
 
 def setup(*, level: str = "info", outputs: list[str] | None = None, logger: str = "zap") -> None:

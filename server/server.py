@@ -251,7 +251,8 @@ def grpc_options(o: ServerOptions) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", 2**31 - 1),
         ("grpc.so_reuseport", 1),
     ]
-    if o.max_concurrent_streams:
+    # etcd's default is 2^32-1 ("unlimited"); gRPC's C core takes a signed 32-bit value.
+    if 0 < o.max_concurrent_streams < 2**31:
         opts.append(("grpc.max_concurrent_streams", o.max_concurrent_streams))
     return opts
 

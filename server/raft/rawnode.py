@@ -90,6 +90,7 @@ class RawNode:
             and msg.from_ not in r.trk.progress
         ):
             raise MessageRejected(f"response from non-member {msg.from_}")
+        _check_shape(msg)
         r.step(msg)
 
     def read_index(self, ctx: bytes) -> None:
@@ -191,3 +192,15 @@ class RawNode:
             progress=progress,
             lead_transferee=r.lead_transferee,
         )
+
+
+def _check_shape(msg: Message) -> None:
+    """Refuse messages whose contents could corrupt the log (a buggy or hostile peer)."""
+    if msg.type == MessageType.APP:
+        expected = msg.index + 1
+        for e in msg.entries:
+            if e.index != expected or e.term > msg.term or e.term < msg.log_term:
+                raise MessageRejected(f"append from {msg.from_} carries malformed entry {e.index}")
+            expected += 1
+    elif msg.type == MessageType.SNAP and (msg.snapshot is None or msg.snapshot.is_empty):
+        raise MessageRejected(f"snapshot message from {msg.from_} without snapshot")

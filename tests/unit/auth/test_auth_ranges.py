@@ -266,7 +266,7 @@ def endpoints(grants: list[tuple[PermissionType, bytes, bytes]]) -> list[bytes]:
     return sorted(p for p in points if len(p) <= 3)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(grants=grants, data=st.data())
 def test_can_read_and_write_match_brute_force(
     grants: list[tuple[PermissionType, bytes, bytes]], data: st.DataObject

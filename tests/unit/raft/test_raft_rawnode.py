@@ -223,3 +223,20 @@ def test_same_seed_replays_the_same_message_trace() -> None:
     assert len(first) > 100
     assert first == second
     assert _scripted_run(43) != first
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        (Entry(term=1, index=3),),  # gap after index 1
+        (Entry(term=1, index=2), Entry(term=1, index=2)),  # repeated index
+        (Entry(term=9, index=2),),  # term above the sender's
+    ],
+)
+def test_step_rejects_append_with_malformed_entries(entries: tuple[Entry, ...]) -> None:
+    storage = MemoryStorage(conf_state=ConfState(voters=(1, 2)))
+    node = RawNode(Config(id=2), storage)
+    msg = Message(type=MessageType.APP, to=2, from_=1, term=2, index=1, log_term=1, entries=entries)
+    with pytest.raises(MessageRejected):
+        node.step(msg)
+    assert not node.has_ready()
