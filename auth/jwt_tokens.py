@@ -170,7 +170,7 @@ class JWTTokenProvider:
             raise ValueError("ttl must be positive")
         if cache_size < 0:
             raise ValueError("cache_size must not be negative")
-        self.sign_method = sign_method
+        self.sign_method = SignMethod(sign_method)
         self.ttl = ttl
         self._clock = clock
         self._cache_size = cache_size

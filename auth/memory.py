@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from auth.model import Role, User
+
+if TYPE_CHECKING:
+    from auth.backend import AuthBackend
 
 
 class MemoryAuthBackend:
@@ -55,3 +60,8 @@ class MemoryAuthBackend:
 
     def set_enabled(self, enabled: bool) -> None:
         self._enabled = enabled
+
+
+if TYPE_CHECKING:
+    # mypy proves the class satisfies the Protocol.
+    _conforms: type[AuthBackend] = MemoryAuthBackend

@@ -68,6 +68,7 @@ class Driver:
             self.raftlog,
         )
         self._pending: list[bytes] = []
+        self._exclusive: list[tuple[Callable[[], object], asyncio.Future[object]]] = []
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
         self._wake = asyncio.Event()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ward-apply")
@@ -139,6 +140,17 @@ class Driver:
         finally:
             self._waiters.pop(rid, None)
 
+    async def exclusive(self, fn: Callable[[], object]) -> object:
+        """Run `fn` on the event loop with the writer idle and no Ready in flight.
+
+        Nothing else of this process touches storage while `fn` runs (defragmentation swaps the
+        file under everyone).
+        """
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._exclusive.append((fn, fut))
+        self._wake.set()
+        return await fut
+
     def step(self, msg: Message) -> None:
         """A message from a peer."""
         self._node.step(msg)
@@ -166,6 +178,12 @@ class Driver:
         while not self._stopped:
             await self._wake.wait()
             self._wake.clear()
+            while self._exclusive:
+                fn, fut = self._exclusive.pop(0)
+                try:
+                    fut.set_result(fn())
+                except Exception as e:  # handed to the caller
+                    fut.set_exception(e)
             if self._pending:
                 batch, self._pending = self._pending, []
                 try:

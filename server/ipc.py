@@ -33,6 +33,10 @@ OK = 10
 ERROR = 11  # payload: u16 grpc code, utf-8 message
 PUSH_TERM = 20  # payload: u64 term
 PUSH_REV = 21  # payload: u64 revision
+PUSH_PAUSE = 22  # payload: u64 sequence; close the environment, then answer PAUSED
+PUSH_RESUME = 23  # payload: u64 sequence; reopen the environment
+# worker -> core
+PAUSED = 3  # payload: u64 sequence of the PUSH_PAUSE this answers
 
 _U64 = struct.Struct(">Q")
 
@@ -118,6 +122,9 @@ class CoreLink:
     async def propose(self, field: int, request: bytes, *, header: bytes = b"") -> bytes:
         return await self._request(PROPOSE, bytes((field,)) + _strs(header) + request)
 
+    async def paused(self, seq: int) -> None:
+        await self._request(PAUSED, _U64.pack(seq))
+
     async def call(self, method: str, request: bytes, info: CallInfo) -> bytes:
         head = _strs(method.encode(), info.peer.encode(), info.token.encode(),
                      info.common_name.encode())
@@ -137,6 +144,9 @@ class WorkerHub:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.base_events.Server | None = None
+        self._pause_seq = 0
+        self._paused: set[asyncio.StreamWriter] = set()
+        self._all_paused = asyncio.Event()
 
     async def start(self, path: str) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=path)
@@ -151,6 +161,19 @@ class WorkerHub:
         data = frame(0, kind, _U64.pack(value))
         for w in self._writers:
             w.write(data)
+
+    async def pause_all(self, timeout: float) -> None:
+        """Have every worker close its environment; returns once all have answered."""
+        self._pause_seq += 1
+        self._paused = set()
+        self._all_paused.clear()
+        if not self._writers:
+            return
+        self.push(PUSH_PAUSE, self._pause_seq)
+        await asyncio.wait_for(self._all_paused.wait(), timeout)
+
+    def resume_all(self) -> None:
+        self.push(PUSH_RESUME, self._pause_seq)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -174,6 +197,12 @@ class WorkerHub:
                 field = payload[0]
                 (header,), off = _read_strs(payload[1:], 1)
                 resp = await self._propose(field, payload[1 + off :], header=header)
+            elif kind == PAUSED:
+                if _U64.unpack(payload)[0] == self._pause_seq:
+                    self._paused.add(writer)
+                    if self._paused >= self._writers:
+                        self._all_paused.set()
+                resp = b""
             elif kind == CALL:
                 (method, peer, token, cn), off = _read_strs(payload, 4)
                 handler = self._handlers.get(method.decode())

@@ -124,7 +124,7 @@ class Member:
             max_request_bytes=o.max_request_bytes,
             quota_bytes=o.quota_bytes,
         )
-        impls = core_impls(self.state, self.raft_info)
+        impls = core_impls(self.state, self.raft_info, self.defragment)
         self._grpc = grpc.aio.server(options=grpc_options(o))
         self._grpc.add_generic_rpc_handlers(generic_handlers(impls))  # type: ignore[arg-type]
         bound = []
@@ -216,6 +216,18 @@ class Member:
             txn.put(b"cluster_id", _U64.pack(cid), db=self.backend.meta)
         return mid, cid
 
+    async def defragment(self) -> None:
+        """Compact the database file; workers close and reopen it around the swap."""
+        assert self.driver is not None and self.backend is not None
+        if self.hub is not None:
+            await self.hub.pause_all(timeout=10.0)
+        try:
+            await self.driver.exclusive(self.backend.defragment)
+        finally:
+            if self.hub is not None:
+                self.hub.resume_all()
+        log.info("defragmented", extra={"db_size": self.backend.size()})
+
     def raft_info(self) -> RaftInfo:
         info = RaftInfo()
         d = self.driver
@@ -257,12 +269,14 @@ def grpc_options(o: ServerOptions) -> list[tuple[str, int]]:
     return opts
 
 
-def core_impls(state: ServerState, raft_info: object) -> dict[str, dict[str, object]]:
+def core_impls(
+    state: ServerState, raft_info: object, defragment: object
+) -> dict[str, dict[str, object]]:
     """The core process's implementation of each service it answers."""
     return {
         "etcdserverpb.KV": dict(KVService(state).methods()),
         "etcdserverpb.Maintenance": MaintenanceService(
-            state, raft_info  # type: ignore[arg-type]
+            state, raft_info, defragment  # type: ignore[arg-type]
         ).methods(),
         "etcdserverpb.Cluster": ClusterService(state).methods(),
     }

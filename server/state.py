@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,3 +52,10 @@ class ServerState:
     max_txn_ops: int = 128
     max_request_bytes: int = 1_572_864
     quota_bytes: int = 2 << 30
+    # Cleared while the environment is closed (a worker during defragmentation).
+    open_gate: asyncio.Event | None = None
+
+    async def storage_open(self) -> None:
+        gate = self.open_gate
+        if gate is not None and not gate.is_set():
+            await gate.wait()

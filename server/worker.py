@@ -21,7 +21,7 @@ from server.api.kv import KVService
 from server.api.maintenance import MaintenanceService, RaftInfo
 from server.api.rpc import CallInfo, generic_handlers
 from server.apply import Applier, HeaderInfo
-from server.ipc import PUSH_REV, PUSH_TERM, CoreLink
+from server.ipc import PUSH_PAUSE, PUSH_RESUME, PUSH_REV, PUSH_TERM, CoreLink
 from server.state import MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
@@ -63,12 +63,26 @@ async def _serve(args: WorkerArgs) -> None:
     link = await CoreLink.connect(args.ipc_path)
     backend = Backend(args.db_path, BackendOptions(map_size=args.map_size, readonly=True))
     header = HeaderInfo(cluster_id=args.cluster_id, member_id=args.member_id, raft_term=args.term)
+    gate = asyncio.Event()
+    gate.set()
+    tasks: set[asyncio.Task[None]] = set()
 
     def on_push(kind: int, payload: bytes) -> None:
+        (value,) = struct.unpack(">Q", payload)
         if kind == PUSH_TERM:
-            header.raft_term = struct.unpack(">Q", payload)[0]
+            header.raft_term = value
         elif kind == PUSH_REV:
             pass  # the watch hub of this process listens here
+        elif kind == PUSH_PAUSE:
+            # Handlers read storage synchronously, so none is inside a read right now.
+            gate.clear()
+            backend.close()
+            task = asyncio.create_task(link.paused(value))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        elif kind == PUSH_RESUME and not gate.is_set():
+            backend.reopen()
+            gate.set()
 
     link.on_push = on_push
     link_task = asyncio.create_task(link.run())
@@ -85,6 +99,7 @@ async def _serve(args: WorkerArgs) -> None:
         max_txn_ops=args.max_txn_ops,
         max_request_bytes=args.max_request_bytes,
         quota_bytes=args.quota_bytes,
+        open_gate=gate,
     )
     impls: dict[str, dict[str, object]] = {}
     for path in args.forwarded:

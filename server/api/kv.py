@@ -30,6 +30,7 @@ class KVService:
         }
 
     async def range(self, request: bytes, call: CallInfo) -> bytes:
+        await self._s.storage_open()
         r = rpc_pb2.RangeRequest.FromString(request)
         check_range(r)
         s = self._s
@@ -37,15 +38,18 @@ class KVService:
             return s.reader.range(txn, r)
 
     async def put(self, request: bytes, call: CallInfo) -> bytes:
+        await self._s.storage_open()
         check_put(rpc_pb2.PutRequest.FromString(request))
         await self._check_quota(len(request))
         return await self._s.proposer.propose(ENTRY_PUT, request)
 
     async def delete_range(self, request: bytes, call: CallInfo) -> bytes:
+        await self._s.storage_open()
         check_delete(rpc_pb2.DeleteRangeRequest.FromString(request))
         return await self._s.proposer.propose(ENTRY_DELETE_RANGE, request)
 
     async def txn(self, request: bytes, call: CallInfo) -> bytes:
+        await self._s.storage_open()
         r = rpc_pb2.TxnRequest.FromString(request)
         check_txn(r, self._s.max_txn_ops)
         if not _writes(r):

@@ -110,6 +110,7 @@ class MaintenanceService:
     async def snapshot(self, request: bytes, call: CallInfo) -> AsyncIterator[bytes]:
         """A consistent copy of the database, then its SHA-256 as etcd appends it."""
         s = self._s
+        await s.storage_open()
         with s.backend.read() as txn:
             rev = s.kv.current_revision(txn)
         header = field_message(1, s.header.header(rev))

@@ -24,7 +24,7 @@ class BackendOptions:
     """How the environment is opened."""
 
     map_size: int = 8 << 30
-    readonly: bool = False
+    readonly: bool = False  # open existing databases only (worker processes)
     sync: bool = True
     max_readers: int = 1024
 
@@ -33,16 +33,21 @@ class Backend:
     """An open lmdb environment with Ward's named databases."""
 
     def __init__(self, path: str | os.PathLike[str], options: BackendOptions | None = None) -> None:
-        opts = options or BackendOptions()
         self.path = Path(path)
-        self.options = opts
+        self.options = options or BackendOptions()
+        self._open()
+
+    def _open(self) -> None:
+        opts = self.options
         if not opts.readonly:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Workers open the environment writable but never write: py-lmdb recycles read-only
+        # transactions (reset, not commit), which would discard handles opened inside one.
         self.env = lmdb.open(
             str(self.path),
             map_size=opts.map_size,
             max_dbs=len(DB_NAMES) + 2,
-            readonly=opts.readonly,
+            readonly=False,
             sync=opts.sync,
             metasync=opts.sync,
             lock=True,
@@ -50,13 +55,12 @@ class Backend:
             max_readers=opts.max_readers,
             subdir=True,
         )
-        if opts.readonly:
-            with self.env.begin() as txn:
-                dbs = {n: self.env.open_db(n.encode(), txn=txn, create=False) for n in DB_NAMES}
-        else:
-            dbs = {}
-            for name in DB_NAMES:
-                dbs[name] = self.env.open_db(name.encode(), dupsort=(name == "keyrev"))
+        dbs = {
+            name: self.env.open_db(
+                name.encode(), dupsort=(name == "keyrev"), create=not opts.readonly
+            )
+            for name in DB_NAMES
+        }
         self.meta = dbs["meta"]
         self.hist = dbs["hist"]
         self.cur = dbs["cur"]
@@ -100,6 +104,33 @@ class Backend:
             main = txn.stat()
             pages += main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
         return pages * psize
+
+    def reopen(self) -> None:
+        """Open the environment again (after `close`), e.g. once a defragmented file is in place.
+
+        Everything holding this Backend sees the new handles: they are looked up on each use.
+        """
+        self._open()
+
+    def defragment(self) -> None:
+        """Replace the file with a compacted copy. Nothing else may use the environment now.
+
+        The copy is written beside the file and renamed over it, so a crash leaves either the
+        old or the new file, both whole.
+        """
+        tmp = self.path / "defrag.tmp"
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        (tmp / "data.mdb").unlink(missing_ok=True)
+        self.env.copy(str(tmp), compact=True)
+        self.env.close()
+        os.replace(tmp / "data.mdb", self.path / "data.mdb")
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.rmdir()
+        self._open()
 
     def sync(self) -> None:
         self.env.sync(True)

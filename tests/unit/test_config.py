@@ -25,7 +25,14 @@ from server.config import (
     parse_url,
     usage_text,
 )
-from server.config.flags import BY_NAME, FLAGS, WARD_FLAGS, YAML_KEYS, Disposition
+from server.config.flags import (
+    BY_NAME,
+    FLAGS,
+    SECURITY_SECTIONS,
+    WARD_FLAGS,
+    YAML_KEYS,
+    Disposition,
+)
 from server.config.values import parse_go_duration, parse_go_uint
 
 LOCAL_CLIENT = URL("http", "localhost", 2379)
@@ -357,13 +364,12 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     assert "cannot read config file" in error("--config-file", str(tmp_path / "nope")).message
 
 
-def test_every_flag_but_the_tls_ones_is_a_top_level_file_key() -> None:
-    tls_flags = {"cert-file", "key-file", "peer-cert-file", "trusted-ca-file", "auto-tls"}
+def test_every_flag_has_exactly_one_place_in_the_config_file() -> None:
+    in_sections = [flag for section in SECURITY_SECTIONS.values() for flag in section.values()]
+    assert len(in_sections) == len(set(in_sections))
     for spec in FLAGS:
-        if spec.disposition is Disposition.CONTROL:
-            assert spec.name not in YAML_KEYS
-        elif spec.name not in tls_flags:
-            assert spec.name in YAML_KEYS or "cert" in spec.name or "crl" in spec.name
+        places = (spec.name in YAML_KEYS) + (spec.name in in_sections)
+        assert places == (0 if spec.disposition is Disposition.CONTROL else 1), spec.name
 
 
 # --- defaults ---

@@ -373,7 +373,9 @@ def test_ed25519_key_is_accepted_for_eddsa(clock: FakeClock) -> None:
 
 def test_unparseable_key_is_refused() -> None:
     with pytest.raises(InvalidKey):
-        JWTTokenProvider(private_key=b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----")
+        JWTTokenProvider(
+            private_key=b"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"
+        )
 
 
 def test_hmac_needs_a_secret_as_long_as_the_hash() -> None:

@@ -51,7 +51,7 @@ def test_permission_type_values_are_the_wire_values() -> None:
 
 
 def test_root_permission_is_etcds_all_keys_readwrite() -> None:
-    assert ROOT_PERMISSION == Permission(PermissionType.READWRITE, b"", b"\x00")
+    assert Permission(PermissionType.READWRITE, b"", b"\x00") == ROOT_PERMISSION
 
 
 def test_values_are_frozen() -> None:
