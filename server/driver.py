@@ -10,6 +10,7 @@ one transaction commits, new requests queue up and share the next one: group com
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -104,10 +105,8 @@ class Driver:
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-            except (asyncio.CancelledError, Exception):
-                pass
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(errors.STOPPED)

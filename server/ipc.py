@@ -126,8 +126,9 @@ class CoreLink:
         await self._request(PAUSED, _U64.pack(seq))
 
     async def call(self, method: str, request: bytes, info: CallInfo) -> bytes:
-        head = _strs(method.encode(), info.peer.encode(), info.token.encode(),
-                     info.common_name.encode())
+        head = _strs(
+            method.encode(), info.peer.encode(), info.token.encode(), info.common_name.encode()
+        )
         return await self._request(CALL, head + request)
 
 
@@ -217,6 +218,7 @@ class WorkerHub:
             out = frame(rid, ERROR, _U16.pack(e.code.value[0]) + e.message.encode())
         except Exception:
             log.exception("internal error serving a worker request")
-            out = frame(rid, ERROR, _U16.pack(grpc.StatusCode.INTERNAL.value[0]) + b"internal error")
+            internal = grpc.StatusCode.INTERNAL.value[0]
+            out = frame(rid, ERROR, _U16.pack(internal) + b"etcdserver: internal error")
         if not writer.is_closing():
             writer.write(out)

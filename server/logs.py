@@ -15,15 +15,22 @@ _LEVELS = {
     "panic": logging.CRITICAL,
     "fatal": logging.CRITICAL,
 }
-_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
-          logging.ERROR: "error", logging.CRITICAL: "fatal"}
+_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warn",
+    logging.ERROR: "error",
+    logging.CRITICAL: "fatal",
+}
 
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: level, ts, caller, msg and any `extra` fields."""
 
     _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-        "message", "asctime"}
+        "message",
+        "asctime",
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -48,7 +55,9 @@ def setup(*, level: str = "info", outputs: list[str] | None = None, logger: str 
     root.setLevel(_LEVELS.get(level, logging.INFO))
     root.propagate = False
     fmt: logging.Formatter = (
-        JSONFormatter() if logger == "zap" else logging.Formatter("%(asctime)s %(levelname)s | %(message)s")
+        JSONFormatter()
+        if logger == "zap"
+        else logging.Formatter("%(asctime)s %(levelname)s | %(message)s")
     )
     for out in outputs or ["stderr"]:
         if out in ("stderr", "default"):

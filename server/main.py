@@ -69,8 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in warnings:
         log.warning(w)
     if len(cfg.initial_cluster) > 1:
-        log.error("multi-member clusters come with Raft replication between members; "
-                  "this build serves a single member")
+        log.error(
+            "multi-member clusters come with Raft replication between members; "
+            "this build serves a single member"
+        )
         return 1
     try:
         asyncio.run(_run(options))

@@ -82,8 +82,10 @@ class Member:
             self.datadir.db_path,
             BackendOptions(map_size=o.quota_bytes + MAP_HEADROOM, sync=o.fsync),
         )
-        ids = {name: member_id(list(urls), o.initial_cluster_token)
-               for name, urls in o.initial_cluster.items()}
+        ids = {
+            name: member_id(list(urls), o.initial_cluster_token)
+            for name, urls in o.initial_cluster.items()
+        }
         mid, cid = self._identity(ids)
         header = HeaderInfo(cluster_id=cid, member_id=mid)
         kv = KVStore(self.backend)
@@ -276,7 +278,9 @@ def core_impls(
     return {
         "etcdserverpb.KV": dict(KVService(state).methods()),
         "etcdserverpb.Maintenance": MaintenanceService(
-            state, raft_info, defragment  # type: ignore[arg-type]
+            state,
+            raft_info,
+            defragment,  # type: ignore[arg-type]
         ).methods(),
         "etcdserverpb.Cluster": ClusterService(state).methods(),
     }

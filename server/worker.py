@@ -9,6 +9,7 @@ rather than serve reads nobody will ever update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import struct
@@ -51,10 +52,8 @@ class WorkerArgs:
 
 def main(args: WorkerArgs) -> None:
     logs.setup(level=args.log_level, outputs=list(args.log_outputs))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
     # The link is gone: leave without running interpreter teardown that could block.
     os._exit(0)
 

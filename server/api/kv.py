@@ -84,4 +84,3 @@ def _writes(r: rpc_pb2.TxnRequest) -> bool:
             if which == "request_txn" and _writes(op.request_txn):
                 return True
     return False
-

@@ -43,8 +43,10 @@ def check_txn(r: rpc_pb2.TxnRequest, max_txn_ops: int) -> None:
 
 
 def _check_txn_ops(r: rpc_pb2.TxnRequest, max_txn_ops: int) -> None:
-    if len(r.compare) > max_txn_ops or len(r.success) > max_txn_ops or (
-        len(r.failure) > max_txn_ops
+    if (
+        len(r.compare) > max_txn_ops
+        or len(r.success) > max_txn_ops
+        or (len(r.failure) > max_txn_ops)
     ):
         raise errors.TOO_MANY_OPS
     for c in r.compare:

@@ -28,8 +28,13 @@ K_APPLIED = b"raft/applied"
 
 
 def _encode_conf(cs: ConfState) -> bytes:
-    return struct.pack(f">II{len(cs.voters)}Q{len(cs.learners)}Q", len(cs.voters),
-                       len(cs.learners), *cs.voters, *cs.learners)
+    return struct.pack(
+        f">II{len(cs.voters)}Q{len(cs.learners)}Q",
+        len(cs.voters),
+        len(cs.learners),
+        *cs.voters,
+        *cs.learners,
+    )
 
 
 def _decode_conf(raw: bytes) -> ConfState:

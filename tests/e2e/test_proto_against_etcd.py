@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from wardpb.mvccpb import kv_pb2
 from wardpb.v3electionpb import v3election_pb2, v3election_pb2_grpc

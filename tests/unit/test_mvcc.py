@@ -13,7 +13,6 @@ from server.storage.mvcc import KVStore
 from server.wire import field_message, field_varint
 from wardpb.etcdserverpb import rpc_pb2
 
-
 C = rpc_pb2.Compare
 
 
@@ -128,7 +127,10 @@ def test_sort_by_each_target(s: Store) -> None:
     assert keys(s.get(b"a", b"\x00", sort_order=RR.DESCEND)) == [b"c", b"b", b"a"]
     assert keys(s.get(b"a", b"\x00", sort_target=RR.VALUE)) == [b"c", b"a", b"b"]
     assert keys(s.get(b"a", b"\x00", sort_target=RR.MOD, sort_order=RR.DESCEND)) == [
-        b"b", b"c", b"a"]
+        b"b",
+        b"c",
+        b"a",
+    ]
     assert keys(s.get(b"a", b"\x00", sort_target=RR.VERSION, sort_order=RR.DESCEND))[0] == b"b"
     assert keys(s.get(b"a", b"\x00", sort_target=RR.CREATE)) == [b"a", b"b", b"c"]
 
@@ -265,8 +267,9 @@ def test_nested_txn_branches_are_chosen_before_any_op_runs(s: Store) -> None:
         success=[_put_op(b"then", b"1")],
         failure=[_put_op(b"else", b"1")],
     )
-    r = s.txn(rpc_pb2.TxnRequest(success=[_put_op(b"a", b"1"),
-                                          rpc_pb2.RequestOp(request_txn=inner)]))
+    r = s.txn(
+        rpc_pb2.TxnRequest(success=[_put_op(b"a", b"1"), rpc_pb2.RequestOp(request_txn=inner)])
+    )
     assert r.responses[1].response_txn.succeeded
     assert keys(s.get(b"\x00", b"\x00")) == [b"a", b"then"]
 
@@ -296,16 +299,22 @@ def test_txn_validation_limits_and_duplicate_keys() -> None:
     put_and_delete = rpc_pb2.TxnRequest(
         success=[
             _put_op(b"k", b"1"),
-            rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"a",
-                                                                              range_end=b"z")),
+            rpc_pb2.RequestOp(
+                request_delete_range=rpc_pb2.DeleteRangeRequest(key=b"a", range_end=b"z")
+            ),
         ]
     )
     with pytest.raises(EtcdError):
         check_txn(put_and_delete, 128)
     # The same key in the then and else branches of a nested txn is allowed.
     nested = rpc_pb2.TxnRequest(
-        success=[rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(
-            success=[_put_op(b"k", b"1")], failure=[_put_op(b"k", b"2")]))]
+        success=[
+            rpc_pb2.RequestOp(
+                request_txn=rpc_pb2.TxnRequest(
+                    success=[_put_op(b"k", b"1")], failure=[_put_op(b"k", b"2")]
+                )
+            )
+        ]
     )
     check_txn(nested, 128)
     empty_compare = rpc_pb2.TxnRequest(compare=[rpc_pb2.Compare(key=b"")])
@@ -325,4 +334,3 @@ def test_hash_kv_matches_for_equal_histories(tmp_path) -> None:
     with a.backend.read() as ta, b.backend.read() as tb:
         assert a.kv.hash_kv(ta, 3) == b.kv.hash_kv(tb, 3)
         assert a.kv.hash_kv(ta, 4) != b.kv.hash_kv(tb, 4)
-

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from google.protobuf.message import Message
+
 from wardpb.authpb import auth_pb2
 from wardpb.etcdserverpb import rpc_pb2
 from wardpb.mvccpb import kv_pb2

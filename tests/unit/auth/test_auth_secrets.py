@@ -96,8 +96,11 @@ def test_bad_key_error_holds_no_key_material() -> None:
     assert "too-short-hmac-secret" not in everything_said_about(err)
 
 
-def test_reprs_hold_no_secret(store: AuthStore) -> None:
-    backend_user = store._backend.get_user("alice")
+def test_reprs_hold_no_secret() -> None:
+    store, backend = make_store()
+    enable_with_root(store)
+    store.apply(store.propose_user_add("alice", SECRET))
+    backend_user = backend.get_user("alice")
     assert backend_user is not None
     password_hash = backend_user.password_hash
     assert password_hash is not None
@@ -112,8 +115,8 @@ def test_reprs_hold_no_secret(store: AuthStore) -> None:
         repr(command),
         repr(change),
         repr(store),
-        repr(store._backend),
-        repr(store._hasher),
+        repr(backend),
+        repr(PasswordHasher(cost=TEST_COST)),
         repr(jwt_provider),
         repr(simple),
     ]
