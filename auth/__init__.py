@@ -35,6 +35,7 @@ from auth.model import (
     User,
 )
 from auth.passwords import DEFAULT_COST, TEST_COST, HashCost, PasswordHasher
+from auth.providers import token_provider_from_options
 from auth.ranges import UserPermissions, build_user_permissions
 from auth.ratelimit import RateLimit, RateLimiter
 from auth.simple_tokens import SimpleTokenProvider
@@ -94,4 +95,5 @@ __all__ = [
     "UserRevokeRole",
     "build_user_permissions",
     "parse_token_options",
+    "token_provider_from_options",
 ]

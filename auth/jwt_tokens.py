@@ -178,8 +178,8 @@ class JWTTokenProvider:
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
         # Replaced, never mutated, so `info` can read it without the lock.
         self._keys: dict[str, _VerifyKey] = {}
-        self._signing_key: PrivateKey | bytes | None = None
-        self._kid = ""
+        # The signing key and its kid change together (rotation), so they live in one tuple.
+        self._signer: tuple[PrivateKey | bytes | None, str] = (None, "")
         self._install(private_key, public_key, key_id)
 
     @classmethod
@@ -202,7 +202,7 @@ class JWTTokenProvider:
         )
 
     def __repr__(self) -> str:
-        return f"JWTTokenProvider(sign_method={self.sign_method.value}, kid={self._kid!r})"
+        return f"JWTTokenProvider(sign_method={self.sign_method.value}, kid={self.key_id!r})"
 
     # --- keys -------------------------------------------------------------------------------
 
@@ -235,28 +235,28 @@ class JWTTokenProvider:
             if kid in self._keys and self._keys[kid] != verify:
                 raise KeyMismatch()
             self._keys = {**self._keys, kid: verify}
-            self._signing_key = signing
-            self._kid = kid
+            self._signer = (signing, kid)
 
     @property
     def key_id(self) -> str:
         """The ``kid`` of the key this provider signs with now."""
-        return self._kid
+        return self._signer[1]
 
     @property
     def can_sign(self) -> bool:
         """False for a verify-only provider (it was given only a public key)."""
-        return self._signing_key is not None
+        return self._signer[0] is not None
 
     def published_key(self) -> PublishedKey:
         """This member's current public key, for the other members; not for HS* methods."""
-        key = self._keys[self._kid].key
+        kid = self.key_id
+        key = self._keys[kid].key
         if isinstance(key, bytes):
             raise InvalidKey()
         pem = key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return PublishedKey(self._kid, self.sign_method, pem)
+        return PublishedKey(kid, self.sign_method, pem)
 
     def add_verification_key(self, key: PublishedKey) -> None:
         """Accept tokens signed with another member's (or a rotated-away) key.
@@ -281,7 +281,7 @@ class JWTTokenProvider:
         The current signing key cannot be removed; rotate first.
         """
         with self._lock:
-            if kid == self._kid:
+            if kid == self.key_id:
                 raise ValueError("cannot remove the current signing key")
             self._keys = {k: v for k, v in self._keys.items() if k != kid}
             for digest in [d for d, c in self._cache.items() if c.kid == kid]:
@@ -297,16 +297,15 @@ class JWTTokenProvider:
         The old key keeps verifying the tokens it signed until ``remove_verification_key``.
         """
         self._install(private_key, public_key, None)
-        return self._kid
+        return self.key_id
 
     # --- tokens -----------------------------------------------------------------------------
 
     def assign(self, username: str, revision: int) -> str:
         """A signed token for ``username`` at auth revision ``revision``, living ``ttl``."""
-        signing = self._signing_key
+        signing, kid = self._signer
         if signing is None:
             raise VerifyOnly()
-        kid = self._kid
         now = self._clock()
         expires = int(now + self.ttl)
         claims = {
@@ -342,7 +341,7 @@ class JWTTokenProvider:
     def _verify(self, token: str, now: float) -> tuple[TokenInfo, float, str]:
         try:
             header = jwt.get_unverified_header(token)
-            kid = header.get("kid", self._kid)
+            kid = header.get("kid", self.key_id)
             key = self._keys.get(kid) if isinstance(kid, str) else None
             # The key decides the algorithm, never the token (no alg confusion, no "none").
             if key is None or header.get("alg") != key.method.value:

@@ -130,7 +130,7 @@ class CertificateAuthority:
 
         ``path_length`` is how many intermediate CAs may stand below it (None: no limit).
         """
-        _check_path_length(path_length)
+        check_path_length(path_length)
         now = now or utcnow()
         subject = subject_name(common_name)
         public_key = key.public_key()
@@ -188,6 +188,20 @@ class CertificateAuthority:
                 f" {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC (check the clock)"
             )
 
+    def check_can_sign_ca(self, path_length: int | None) -> None:
+        """Raise :class:`NotACA` unless this CA may sign a CA with ``path_length``."""
+        check_path_length(path_length)
+        own = self.path_length
+        if own is None:
+            return
+        if own == 0:
+            raise NotACA(f"CA {self.name!r} has path length 0: it may not sign CAs")
+        if path_length is None or path_length >= own:
+            raise NotACA(
+                f"CA {self.name!r} has path length {own}: an intermediate below it needs a"
+                f" path length below {own}"
+            )
+
     # -- signing ------------------------------------------------------------------------------
 
     def issue_intermediate(
@@ -200,16 +214,7 @@ class CertificateAuthority:
         now: dt.datetime | None = None,
     ) -> CertificateAuthority:
         """A new intermediate CA for ``key``, signed by this CA."""
-        _check_path_length(path_length)
-        own = self.path_length
-        if own is not None:
-            if own == 0:
-                raise NotACA(f"CA {self.name!r} has path length 0: it may not sign CAs")
-            if path_length is None or path_length >= own:
-                raise NotACA(
-                    f"CA {self.name!r} has path length {own}: an intermediate below it needs a"
-                    f" path length below {own}"
-                )
+        self.check_can_sign_ca(path_length)
         extensions: list[tuple[x509.ExtensionType, bool]] = [
             (x509.BasicConstraints(ca=True, path_length=path_length), True),
             (ca_key_usage(), True),
@@ -366,7 +371,8 @@ def verify_csr(csr: x509.CertificateSigningRequest) -> None:
     check_public_key(csr.public_key())
 
 
-def _check_path_length(path_length: int | None) -> None:
+def check_path_length(path_length: int | None) -> None:
+    """Raise :class:`InvalidInput` unless ``path_length`` is None or a non-negative integer."""
     if path_length is not None and (
         isinstance(path_length, bool) or not isinstance(path_length, int) or path_length < 0
     ):

@@ -26,6 +26,7 @@ ADMIN_COMMON_NAME = "root"
 PEER_NAME = "peer"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 RENEW_BEFORE_DAYS = 30
+_UNSPECIFIED = frozenset({"0.0.0.0", "::", "[::]"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,9 @@ class PeerCredentials:
 
 
 def _sans(hosts: Sequence[str], include_loopback: bool) -> SubjectAltNames:
-    return SubjectAltNames.from_hosts([*hosts, *(LOOPBACK_HOSTS if include_loopback else ())])
+    # A wildcard listen address (0.0.0.0, ::) is never dialled, so it is no name to certify.
+    dialled = [h for h in hosts if h.strip() not in _UNSPECIFIED]
+    return SubjectAltNames.from_hosts([*dialled, *(LOOPBACK_HOSTS if include_loopback else ())])
 
 
 def ensure_server_credentials(
@@ -71,7 +74,8 @@ def ensure_server_credentials(
     """Create (or keep) a CA, a server certificate for ``hosts`` and an admin client certificate.
 
     ``hosts`` are the names and IP addresses clients dial (sorted into DNS and IP SANs, each
-    validated); loopback names are added unless ``include_loopback`` is false. Idempotent.
+    validated; wildcard addresses such as ``0.0.0.0`` are skipped); loopback names are added
+    unless ``include_loopback`` is false. Idempotent.
     Raises :class:`pki.errors.PKIError` (e.g. ``CAExpired``, ``InsecurePermissions``) when the
     directory cannot be used: the server should refuse to start rather than serve insecurely.
     """

@@ -60,7 +60,7 @@ def generate_key(key_type: KeyType = KeyType.ECDSA_P256) -> PrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[key_type])
 
 
-def describe_key(key: PrivateKey | PublicKey | object) -> str:
+def describe_key(key: object) -> str:
     """A short human name of a key's type, e.g. ``"ecdsa-p384"`` or ``"rsa-1024"``."""
     public = key.public_key() if isinstance(key, PrivateKey) else key
     if isinstance(public, ec.EllipticCurvePublicKey):

@@ -34,6 +34,7 @@ from pki.authority import (
     DEFAULT_LEAF_DAYS,
     CertificateAuthority,
     check_days,
+    check_path_length,
     common_name_of,
     is_self_signed,
     subject_name,
@@ -224,11 +225,13 @@ class PKIStore:
         key = self._read_key(self.intermediate_key_path)
         if key is None:
             raise CANotFound(f"the intermediate CA key {self.intermediate_key_path} is missing")
-        intermediate = certs[0]
+        ca = CertificateAuthority(certs[0], key)
+        now = self._clock()
+        ca.check_valid(now)
         # After 'init-ca --force' an old intermediate no longer chains; signing with it would
         # hand out certificates nobody trusts.
-        verify_chain(intermediate, roots=[root], now=self._clock())
-        return CertificateAuthority(intermediate, key)
+        verify_chain(ca.certificate, roots=[root], now=now)
+        return ca
 
     def load_crl(self) -> x509.CertificateRevocationList | None:
         data = files.read_file(self.crl_path)
@@ -279,6 +282,7 @@ class PKIStore:
         type. A different CA needs ``force`` (which invalidates everything it signed)."""
         subject_name(common_name)
         check_days(days)
+        check_path_length(path_length)
         files.ensure_directory(self.directory)
         with files.locked(self.directory):
             now = self._clock()
@@ -331,24 +335,20 @@ class PKIStore:
         root_ca = parent_store.load_root_ca()
         if common_name.strip() == root_ca.name:
             raise InvalidInput("the intermediate CA needs a common name different from the root's")
+        root_ca.check_can_sign_ca(path_length)
         files.ensure_directory(self.directory)
         with files.locked(self.directory):
             now = self._clock()
             root_ca.check_valid(now)
+            copy_root = False
             if parent_store is not self:
                 local = self._read_certs(self.ca_cert_path)
-                if local is None or (force and local[0] != root_ca.certificate):
-                    files.write_file(
-                        self.ca_cert_path,
-                        _pem(root_ca.certificate),
-                        mode=files.PUBLIC_MODE,
-                        overwrite=local is not None,
-                    )
-                elif local[0] != root_ca.certificate:
+                if local is not None and local[0] != root_ca.certificate and not force:
                     raise FileExists(
                         f"{self.ca_cert_path} is a different CA than {parent_store.ca_cert_path};"
                         " pass --force to replace it"
                     )
+                copy_root = local is None or local[0] != root_ca.certificate
             existing = self._read_certs(self.intermediate_cert_path)
             if existing is not None and not force:
                 cert = existing[0]
@@ -362,6 +362,8 @@ class PKIStore:
                         f"a different intermediate CA exists in {self.directory} ({problem});"
                         " pass --force to replace it"
                     )
+                if copy_root:
+                    self._write_root_copy(root_ca.certificate)
                 return _ca_result(
                     Outcome.UNCHANGED,
                     "intermediate CA",
@@ -373,6 +375,8 @@ class PKIStore:
             ca = root_ca.issue_intermediate(
                 common_name=common_name, key=key, days=days, path_length=path_length, now=now
             )
+            if copy_root:
+                self._write_root_copy(root_ca.certificate)
             if new_key:
                 self._write_key(self.intermediate_key_path, key, force=force)
             files.write_file(
@@ -392,6 +396,10 @@ class PKIStore:
                 self.intermediate_cert_path,
                 self.intermediate_key_path,
             )
+
+    def _write_root_copy(self, root: x509.Certificate) -> None:
+        """Copy a parent directory's root certificate here: clients of this directory trust it."""
+        files.write_file(self.ca_cert_path, _pem(root), mode=files.PUBLIC_MODE, overwrite=True)
 
     def ensure_ca(
         self,
@@ -570,6 +578,8 @@ class PKIStore:
         CSR's; the profile alone decides the usages.
         """
         out = Path(out)
+        if out.suffix == ".key" or out.resolve() in self._reserved_paths():
+            raise InvalidInput(f"{out} is one of the PKI's own files; choose another --out")
         csr = parse_csr(csr_data)
         verify_csr(csr)
         check_days(days)
@@ -730,6 +740,17 @@ class PKIStore:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _reserved_paths(self) -> set[Path]:
+        return {
+            p.resolve()
+            for p in (
+                self.ca_cert_path,
+                self.intermediate_cert_path,
+                self.crl_path,
+                self.index_path,
+            )
+        }
+
     def _read_certs_lenient(self, path: Path) -> list[x509.Certificate] | None:
         try:
             return self._read_certs(path) or None
@@ -875,12 +896,16 @@ def inspect_path(
     loaded: dict[Path, list[x509.Certificate]] = {}
     if files.is_directory(path):
         for candidate in files.list_files(path):
-            if candidate.suffix not in (".crt", ".pem", ".cer") or candidate.name == "crl.pem":
+            if candidate.suffix not in (".crt", ".pem", ".cer"):
                 continue
             try:
-                loaded[candidate] = _read_certificate_file(candidate)
+                data = files.read_file(candidate) or b""
+                # .pem is also used for keys, CSRs and CRLs: only certificates are reported.
+                if candidate.suffix == ".pem" and b"-----BEGIN CERTIFICATE-----" not in data:
+                    continue
+                loaded[candidate] = parse_certificates(data, source=str(candidate))
             except PKIError as error:
-                errors.append(f"{candidate}: {error}")
+                errors.append(str(error))
     else:
         loaded[path] = _read_certificate_file(path)
 

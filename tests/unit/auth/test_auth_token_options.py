@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from auth import SignMethod, TokenKind, TokenOptions, parse_token_options
+from auth import (
+    JWTTokenProvider,
+    SignMethod,
+    SimpleTokenProvider,
+    TokenKind,
+    TokenOptions,
+    parse_token_options,
+    token_provider_from_options,
+)
 from auth.errors import InvalidAuthMethod, InvalidAuthOptions
 from auth.tokens import parse_duration
 
@@ -80,3 +88,19 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_bad_go_durations(text: str) -> None:
     with pytest.raises(InvalidAuthOptions):
         parse_duration(text)
+
+
+def test_provider_for_simple_uses_the_default_ttl() -> None:
+    provider = token_provider_from_options(parse_token_options("simple"), default_ttl=42)
+    assert isinstance(provider, SimpleTokenProvider)
+    assert provider.ttl == 42
+
+
+def test_provider_for_jwt_prefers_the_option_ttl() -> None:
+    provider = token_provider_from_options(parse_token_options("jwt,ttl=1m"), default_ttl=42)
+    assert isinstance(provider, JWTTokenProvider)
+    assert provider.sign_method is SignMethod.ES256
+    assert provider.ttl == 60
+    other = token_provider_from_options(parse_token_options("jwt"), default_ttl=42)
+    assert isinstance(other, JWTTokenProvider)
+    assert other.ttl == 42
