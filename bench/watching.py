@@ -49,17 +49,23 @@ class WatchDriver:
         metadata = self._kwargs.get("metadata")
         call = channel.stream_stream(wire.WATCH)(metadata=metadata)
         request = wire.watch_create(WATCH_PREFIX)
-        for _ in range(watchers):
-            await call.write(request)
         created = 0
-        while created < watchers:
-            message = await asyncio.wait_for(call.read(), self.plan.config.timeout)
-            if message is grpc.aio.EOF:
-                raise ConnectionError("watch stream closed while creating watchers")
-            response = rpc_pb2.WatchResponse.FromString(message)
-            if response.canceled:
-                raise ConnectionError(f"watch refused: {response.cancel_reason}")
-            created += response.created
+        try:
+            for _ in range(watchers):
+                await call.write(request)
+            while created < watchers:
+                message = await asyncio.wait_for(call.read(), self.plan.config.timeout)
+                if message is grpc.aio.EOF:
+                    break
+                response = rpc_pb2.WatchResponse.FromString(message)
+                if response.canceled:
+                    raise ConnectionError(f"watch refused: {response.cancel_reason}")
+                created += response.created
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass  # the stream ended; its status says why, below
+        if created < watchers:
+            code, details = await call.code(), await call.details()
+            raise ConnectionError(f"watch stream ended creating watchers: {code.name} {details}")
         return call
 
     async def prepare(self) -> None:

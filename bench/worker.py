@@ -107,6 +107,10 @@ def child_main(conn: Connection, plan: ProcPlan) -> None:
     """Entry point of a spawned client process."""
     try:
         result = asyncio.run(_drive(conn, plan))
+    except ConnectionError as err:
+        # An unreachable or refusing server: the message says it all, no traceback needed.
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(err).__name__}: {err}"))
     except BaseException:
         with contextlib.suppress(OSError):
             conn.send(("error", traceback.format_exc()))

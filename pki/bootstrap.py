@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pki.authority import DEFAULT_LEAF_DAYS, utcnow
+from pki.errors import InvalidInput
 from pki.keys import KeyType
 from pki.profiles import Profile
 from pki.san import SubjectAltNames
@@ -79,12 +80,13 @@ def ensure_server_credentials(
     Raises :class:`pki.errors.PKIError` (e.g. ``CAExpired``, ``InsecurePermissions``) when the
     directory cannot be used: the server should refuse to start rather than serve insecurely.
     """
+    sans = _sans(hosts, include_loopback)  # a bad host fails before anything is written
     store = PKIStore(directory, clock=clock)
     ca = store.ensure_ca(common_name=ca_common_name, key_type=key_type)
     server = store.ensure(
         Profile.SERVER,
         SERVER_NAME,
-        sans=_sans(hosts, include_loopback),
+        sans=sans,
         days=days,
         key_type=key_type,
         renew_before_days=renew_before_days,
@@ -127,12 +129,15 @@ def ensure_peer_credentials(
     Members of one cluster must share a CA: copy ``ca.crt`` and ``ca.key`` (or an intermediate)
     into each member's directory first; a CA is created only when none is there.
     """
+    sans = _sans(hosts, include_loopback)
+    if not sans:
+        raise InvalidInput("a peer certificate needs at least one host name or IP address")
     store = PKIStore(directory, clock=clock)
     ca = store.ensure_ca(common_name=ca_common_name, key_type=key_type)
     peer = store.ensure(
         Profile.PEER,
         name,
-        sans=_sans(hosts, include_loopback),
+        sans=sans,
         common_name=common_name,
         days=days,
         key_type=key_type,

@@ -14,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,13 +159,14 @@ def _directory(args: argparse.Namespace) -> Path:
     return Path(os.environ.get(DIR_ENV) or DEFAULT_DIR)
 
 
+@dataclass(frozen=True, slots=True)
 class _Printable:
-    """What a command prints: text for people, a dict for ``--json``."""
+    """What a command prints: text for people, a dict for ``--json``; ``error`` when not ok."""
 
-    def __init__(
-        self, text: str, data: dict[str, Any], *, ok: bool = True, error: str = ""
-    ) -> None:
-        self.text, self.data, self.ok, self.error = text, data, ok, error
+    text: str
+    data: dict[str, Any]
+    ok: bool = True
+    error: str = ""
 
 
 def _init_ca(store: PKIStore, args: argparse.Namespace) -> _Printable:

@@ -11,6 +11,7 @@ from cryptography import x509
 
 from pki import (
     CAExpired,
+    InvalidSAN,
     PKIStore,
     Profile,
     SubjectAltNames,
@@ -98,3 +99,16 @@ def test_peer_credentials_are_for_both_server_and_client_auth(tmp_path: Path) ->
     assert not ensure_peer_credentials(
         tmp_path / "tls", hosts=["node2.example", "10.0.0.2"]
     ).changed
+
+
+def test_wildcard_listen_addresses_are_not_certified(tmp_path: Path) -> None:
+    creds = ensure_server_credentials(tmp_path / "tls", hosts=["0.0.0.0", "::", "n.example"])
+    sans = SubjectAltNames.from_extensions(_cert(creds.server_cert).extensions)
+    assert [str(ip) for ip in sans.ip_addresses] == ["127.0.0.1", "::1"]
+    assert sans.dns_names == ("localhost", "n.example")
+
+
+def test_a_malformed_host_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(InvalidSAN):
+        ensure_server_credentials(tmp_path / "tls", hosts=["bad_host"])
+    assert not (tmp_path / "tls").exists()

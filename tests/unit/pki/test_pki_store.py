@@ -27,6 +27,7 @@ from pki import (
     KeyMismatch,
     KeyType,
     KeyTypeMismatch,
+    NotACA,
     Outcome,
     PKIStore,
     Profile,
@@ -379,3 +380,54 @@ def test_sign_csr_with_a_bad_signature_writes_nothing(store: PKIStore, tmp_path:
         store.sign_csr(tampered, profile=Profile.CLIENT, out=tmp_path / "x.crt")
     assert not (tmp_path / "x.crt").exists()
     assert _snapshot(store.directory) == before
+
+
+def test_a_bad_path_length_creates_no_directory(pki_dir: Path) -> None:
+    with pytest.raises(InvalidInput, match="path length"):
+        PKIStore(pki_dir).init_ca(path_length=-1)
+    assert not pki_dir.exists()
+
+
+def test_a_root_with_path_length_zero_refuses_an_intermediate_writing_nothing(
+    pki_dir: Path,
+) -> None:
+    store = PKIStore(pki_dir)
+    store.init_ca(path_length=0)
+    before = _snapshot(pki_dir)
+    with pytest.raises(NotACA, match="path length 0"):
+        store.init_intermediate()
+    assert _snapshot(pki_dir) == before
+
+
+def test_an_expired_intermediate_is_refused(pki_dir: Path) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    old = PKIStore(pki_dir, clock=lambda: past)
+    old.init_ca()
+    old.init_intermediate(days=10)
+    with pytest.raises(CAExpired, match="Ward Intermediate CA"):
+        PKIStore(pki_dir).issue(Profile.CLIENT, "alice")
+
+
+def test_sign_csr_cannot_overwrite_the_pki_own_files(store: PKIStore) -> None:
+    for target in (store.ca_cert_path, store.crl_path, store.directory / "alice.key"):
+        with pytest.raises(InvalidInput, match="PKI's own files"):
+            store.sign_csr(_csr_pem(), profile=Profile.CLIENT, out=target, force=True)
+
+
+def test_show_reports_a_key_readable_by_others(store: PKIStore) -> None:
+    store.issue(Profile.CLIENT, "alice")
+    assert inspect_path(store.directory).ok
+    store.key_path("alice").chmod(0o644)
+    report = inspect_path(store.directory)
+    assert not report.ok
+    assert any("alice.key" in problem and "chmod 600" in problem for problem in report.problems)
+
+
+def test_show_skips_pem_files_that_hold_no_certificate(store: PKIStore) -> None:
+    files.write_file(
+        store.directory / "extra-key.pem", encode_private_key(generate_key()), mode=0o600
+    )
+    store.publish_crl()
+    report = inspect_path(store.directory)
+    assert report.ok, report.problems
+    assert [Path(c.source or "").name for c in report.certificates] == ["ca.crt"]
