@@ -43,6 +43,7 @@ class WorkloadConfig:
     key_order: str = "random"
     val_size: int = 256
     consistency: str = "l"
+    preload_keys: bool = True
     lease_ttl: int = 60
     keys: int = 100_000
     txn_ops: int = 128

@@ -46,6 +46,12 @@ def _workload_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--consistency", choices=("l", "s"), default="l", help="range: l(inearizable) or s"
     )
+    g.add_argument(
+        "--no-preload",
+        dest="preload_keys",
+        action="store_false",
+        help="range: the server already holds the keyspace; do not load it first",
+    )
     g.add_argument("--lease-ttl", type=int, default=60, help="lease: TTL of each grant (60)")
     g.add_argument("--keys", type=int, default=100_000, help="load: keys to write (100000)")
     g.add_argument("--txn-ops", type=int, default=128, help="load: puts per txn (128)")
@@ -100,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--workload", choices=WORKLOADS, required=True)
     compare.add_argument("--runs", type=int, default=3, help="rounds of etcd + Ward (3)")
-    compare.add_argument("--ward-args", default="", help="extra flags for Ward")
-    compare.add_argument("--etcd-args", default="", help="extra flags for etcd")
+    compare.add_argument("--ward-args", default="", help="extra Ward flags: --ward-args='--x 1'")
+    compare.add_argument("--etcd-args", default="", help="extra etcd flags: --etcd-args='--x 1'")
     return parser
 
 
@@ -120,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> WorkloadConfig:
         key_order=args.key_order,
         val_size=args.val_size,
         consistency=args.consistency,
+        preload_keys=args.preload_keys,
         lease_ttl=args.lease_ttl,
         keys=args.keys,
         txn_ops=args.txn_ops,

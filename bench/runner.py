@@ -92,8 +92,9 @@ def run_workload(
     server: str = "external",
     server_pid: int | None = None,
 ) -> RunResult:
-    """Run ``config`` against ``target``; a ``range`` run first loads the keys it reads."""
-    if config.workload == "range":
+    """Run ``config`` against ``target``; a ``range`` run first loads the keys it reads (unless
+    ``config.preload_keys`` is off, for a server that already holds them)."""
+    if config.workload == "range" and config.preload_keys:
         preload = _run_phase(config.preload(), target, server, None)
         if preload.errors or preload.hit_time_limit:
             raise BenchError(f"preloading the keyspace failed: {preload.first_error or 'timeout'}")
@@ -174,7 +175,7 @@ def _run_phase(
     # Read after the clients are gone, so the figure is the data's, not the connections'.
     rss_after = tree_rss_bytes(server_pid) if server_pid else None
     pss_after = tree_pss_bytes(server_pid) if server_pid else None
-    result = _merge(config, results, server)
+    result = merge_results(config, results, server)
     result.rss_before, result.rss_peak = rss_before, rss_peak
     result.rss_after, result.pss_after = rss_after, pss_after
     if cpu_used is not None and result.elapsed > 0:
@@ -207,9 +208,10 @@ def _errors(results: list[dict[str, Any]]) -> tuple[Counter[str], str]:
     return kinds, first
 
 
-def _merge(config: WorkloadConfig, results: list[dict[str, Any]], server: str) -> RunResult:
+def merge_results(config: WorkloadConfig, results: list[dict[str, Any]], server: str) -> RunResult:
+    """One RunResult from the client processes' reports."""
     if config.workload in ("watch", "watch-idle"):
-        return _merge_watch(config, results, server)
+        return merge_watch(config, results, server)
     latencies = array("d")
     for r in results:
         latencies.frombytes(r["latencies"])
@@ -241,7 +243,8 @@ def _merge(config: WorkloadConfig, results: list[dict[str, Any]], server: str) -
     return result
 
 
-def _merge_watch(config: WorkloadConfig, results: list[dict[str, Any]], server: str) -> RunResult:
+def merge_watch(config: WorkloadConfig, results: list[dict[str, Any]], server: str) -> RunResult:
+    """Delivery latency of every event whose put was acknowledged, joined by revision."""
     acks: dict[int, float] = {}
     put_latencies = array("d")
     for r in results:

@@ -234,6 +234,7 @@ class PKIStore:
         return ca
 
     def load_crl(self) -> x509.CertificateRevocationList | None:
+        """The published CRL (``crl.pem``), or None before the first ``publish_crl``."""
         data = files.read_file(self.crl_path)
         if data is None:
             return None
@@ -698,6 +699,11 @@ class PKIStore:
             if entry is None:
                 raise CertificateNotFound(
                     f"serial {format_serial(serial)} was not issued from {self.directory}"
+                )
+            if entry.kind in ("ca", "intermediate"):
+                raise InvalidInput(
+                    f"serial {format_serial(serial)} is a CA certificate; replace the CA instead"
+                    " (init-ca/intermediate --force)"
                 )
             if entry.issuer_key_id != key_id(ca.certificate):
                 raise InvalidInput(

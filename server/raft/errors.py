@@ -13,6 +13,15 @@ class ProposalDropped(RaftError):
     """A proposal (or read-index request) was refused: no leader, not leader, transfer running."""
 
 
+class UncommittedSizeExceeded(ProposalDropped):
+    """The leader already holds ``max_uncommitted_entries_size`` bytes not yet applied; retry
+    once the backlog drains (the driver may map this to "too many requests")."""
+
+
+class LeaderTransferInProgress(ProposalDropped):
+    """Leadership is moving to another member; retry with the new leader."""
+
+
 class InvalidConfChange(RaftError):
     """A membership change is malformed or would leave the cluster unusable."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
-from server.raft.types import NONE, ConfState, ProgressStatus
+from server.raft.types import NONE, ConfState, ProgressStatus, SnapshotMetadata
 
 
 class ProgressState(Enum):
@@ -20,30 +20,74 @@ class ProgressState(Enum):
 
 
 class Inflights:
-    """Last indexes of the append messages sent but not yet acknowledged, oldest first."""
+    """The append messages sent but not yet acknowledged, oldest first: their last index and
+    their bytes. Full at ``capacity`` messages or ``max_bytes`` bytes (0: no byte limit)."""
 
-    __slots__ = ("_queue", "capacity")
+    __slots__ = ("_queue", "bytes", "capacity", "max_bytes")
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = 0) -> None:
         self.capacity = capacity
-        self._queue: deque[int] = deque()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._queue: deque[tuple[int, int]] = deque()
 
-    def add(self, last_index: int) -> None:
-        self._queue.append(last_index)
+    def add(self, last_index: int, size: int = 0) -> None:
+        self._queue.append((last_index, size))
+        self.bytes += size
 
     def free_le(self, index: int) -> None:
         q = self._queue
-        while q and q[0] <= index:
-            q.popleft()
+        while q and q[0][0] <= index:
+            self.bytes -= q.popleft()[1]
 
     def full(self) -> bool:
-        return len(self._queue) >= self.capacity
+        if len(self._queue) >= self.capacity:
+            return True
+        return self.max_bytes > 0 and self.bytes >= self.max_bytes
 
     def reset(self) -> None:
         self._queue.clear()
+        self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._queue)
+
+
+class SnapshotTransfer:
+    """A leader's state of streaming one snapshot image to one follower, chunk by chunk.
+
+    ``sent`` bytes went out, ``acked`` came back acknowledged; ``checksum`` is the running CRC-32
+    of the bytes sent. ``unacked`` holds the end offset of each chunk not yet acknowledged (the
+    window). ``idle_ticks`` counts leader ticks without progress: a transfer that stalls for an
+    election timeout (a chunk or acknowledgement lost) is abandoned and started over.
+    """
+
+    __slots__ = ("acked", "checksum", "done", "id", "idle_ticks", "metadata", "sent", "unacked")
+
+    def __init__(self, metadata: SnapshotMetadata, transfer_id: int) -> None:
+        self.metadata = metadata
+        self.id = transfer_id
+        self.sent = 0
+        self.acked = 0
+        self.checksum = 0
+        self.done = False  # the last chunk was sent
+        self.idle_ticks = 0
+        self.unacked: deque[int] = deque()
+
+    def window_open(self, max_chunks: int, max_bytes: int) -> bool:
+        if self.done or len(self.unacked) >= max_chunks:
+            return False
+        return max_bytes <= 0 or self.sent - self.acked < max_bytes
+
+    def ack(self, offset: int) -> bool:
+        """Record that the follower holds ``offset`` bytes; False when that is not news."""
+        if offset <= self.acked or offset > self.sent:
+            return False
+        self.acked = offset
+        while self.unacked and self.unacked[0] <= offset:
+            self.unacked.popleft()
+        self.idle_ticks = 0
+        return True
 
 
 class Progress:
@@ -57,11 +101,18 @@ class Progress:
         "pending_snapshot",
         "probe_sent",
         "recent_active",
+        "snapshot",
         "state",
     )
 
     def __init__(
-        self, *, next_index: int, max_inflight: int, is_learner: bool = False, match: int = 0
+        self,
+        *,
+        next_index: int,
+        max_inflight: int,
+        is_learner: bool = False,
+        match: int = 0,
+        max_inflight_bytes: int = 0,
     ) -> None:
         self.match = match
         self.next = next_index
@@ -71,11 +122,14 @@ class Progress:
         self.pending_snapshot = 0
         self.recent_active = False
         self.is_learner = is_learner
-        self.inflights = Inflights(max_inflight)
+        self.inflights = Inflights(max_inflight, max_inflight_bytes)
+        # The image being streamed while in SNAPSHOT state.
+        self.snapshot: SnapshotTransfer | None = None
 
     def _reset_state(self, state: ProgressState) -> None:
         self.probe_sent = False
         self.pending_snapshot = 0
+        self.snapshot = None
         self.state = state
         self.inflights.reset()
 
@@ -92,9 +146,10 @@ class Progress:
         self._reset_state(ProgressState.REPLICATE)
         self.next = self.match + 1
 
-    def become_snapshot(self, snapshot_index: int) -> None:
+    def become_snapshot(self, snapshot_index: int, transfer: SnapshotTransfer | None = None) -> None:
         self._reset_state(ProgressState.SNAPSHOT)
         self.pending_snapshot = snapshot_index
+        self.snapshot = transfer
 
     def maybe_update(self, index: int) -> bool:
         """Record an acknowledgement up to ``index``; False when it tells nothing new."""
@@ -124,12 +179,13 @@ class Progress:
         self.probe_sent = False
         return True
 
-    def sent_entries(self, count: int, last_index: int) -> None:
-        """Account for an append message carrying ``count`` entries up to ``last_index``."""
+    def sent_entries(self, count: int, last_index: int, size: int = 0) -> None:
+        """Account for an append message carrying ``count`` entries (``size`` data bytes) up to
+        ``last_index``."""
         if self.state == ProgressState.REPLICATE:
             if count:
                 self.next = last_index + 1
-                self.inflights.add(last_index)
+                self.inflights.add(last_index, size)
         elif self.state == ProgressState.PROBE:
             self.probe_sent = True
 
@@ -148,6 +204,8 @@ class Progress:
             recent_active=self.recent_active,
             is_learner=self.is_learner,
             pending_snapshot=self.pending_snapshot,
+            inflight_bytes=self.inflights.bytes,
+            snapshot_acked=self.snapshot.acked if self.snapshot is not None else 0,
         )
 
 
@@ -160,8 +218,9 @@ class VoteResult(Enum):
 class ProgressTracker:
     """Membership (voters and learners), each member's ``Progress`` and the votes of a campaign."""
 
-    def __init__(self, max_inflight: int) -> None:
+    def __init__(self, max_inflight: int, max_inflight_bytes: int = 0) -> None:
         self.max_inflight = max_inflight
+        self.max_inflight_bytes = max_inflight_bytes
         self.voters: set[int] = set()
         self.learners: set[int] = set()
         self.progress: dict[int, Progress] = {}
@@ -219,7 +278,12 @@ class ProgressTracker:
     def add(self, node_id: int, *, is_learner: bool, next_index: int) -> None:
         if node_id == NONE:
             return
-        pr = Progress(next_index=next_index, max_inflight=self.max_inflight, is_learner=is_learner)
+        pr = Progress(
+            next_index=next_index,
+            max_inflight=self.max_inflight,
+            is_learner=is_learner,
+            max_inflight_bytes=self.max_inflight_bytes,
+        )
         # A new member counts as active so the next check-quorum does not depose the leader.
         pr.recent_active = True
         self.progress[node_id] = pr

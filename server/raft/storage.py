@@ -2,11 +2,27 @@
 
 The core only ever *reads* through ``Storage``; writing is the driver's job (it persists what a
 ``Ready`` hands out), so the Protocol has no mutators.
+
+Snapshots travel in chunks, and the image bytes never need to be in memory at once:
+
+* Leader side. When a follower needs entries that were compacted away, the core asks
+  ``Storage.snapshot()`` for the *metadata* of an image the storage can serve (index, term and
+  membership as of that index; the index must be at least ``first_index() - 1`` and the
+  membership must include the follower, else the core waits for a newer image). It then reads
+  the image piecewise, at most ``Config.max_snapshot_chunk`` bytes at a time, through
+  ``SnapshotReader.read_snapshot`` when the storage implements it (an image kept in a file),
+  or by slicing ``snapshot().data`` otherwise (an image small enough for memory). An image that
+  is replaced mid-transfer (``read_snapshot`` raises ``SnapshotTemporarilyUnavailable``) makes
+  the core start over with the new one.
+* Follower side. The core checks every chunk (order, transfer, running CRC-32) and hands the
+  accepted ones to the driver in ``Ready.snapshot_chunks`` for staging, then, once the last
+  chunk checks out, hands out ``Ready.snapshot`` (metadata only) to install the staged image.
+  ``MemoryStorage.stage_snapshot_chunk`` / ``apply_snapshot`` are the in-memory version.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from server.raft.errors import (
     InvariantViolation,
@@ -14,7 +30,14 @@ from server.raft.errors import (
     LogUnavailable,
     SnapshotTemporarilyUnavailable,
 )
-from server.raft.types import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
+from server.raft.types import (
+    ConfState,
+    Entry,
+    HardState,
+    Snapshot,
+    SnapshotChunk,
+    SnapshotMetadata,
+)
 
 
 class Storage(Protocol):
@@ -49,7 +72,26 @@ class Storage(Protocol):
     def last_index(self) -> int: ...
 
     def snapshot(self) -> Snapshot:
-        """The most recent snapshot; may raise ``SnapshotTemporarilyUnavailable``."""
+        """The most recent snapshot; may raise ``SnapshotTemporarilyUnavailable``.
+
+        Only ``metadata`` is needed when the storage is also a :class:`SnapshotReader`.
+        """
+        ...
+
+
+@runtime_checkable
+class SnapshotReader(Protocol):
+    """Optional for a ``Storage``: serves a snapshot image piecewise (an image in a file)."""
+
+    def read_snapshot(
+        self, metadata: SnapshotMetadata, offset: int, max_size: int
+    ) -> tuple[bytes, bool]:
+        """Bytes ``[offset, offset + n)`` of the image described by ``metadata``, with
+        ``0 < n <= max_size`` (``n == 0`` only for an empty image), and whether they end it.
+
+        Raises ``SnapshotTemporarilyUnavailable`` when that image is no longer available
+        (replaced by a newer one): the core starts the transfer over.
+        """
         ...
 
 
@@ -74,6 +116,9 @@ class MemoryStorage:
         self.conf_state = conf_state or ConfState()
         # _ents[0] is a dummy standing for the last compacted entry (the snapshot's index/term).
         self._ents: list[Entry] = [Entry(term=0, index=0)]
+        # The image being received: its metadata and the bytes staged so far.
+        self._staged_meta: SnapshotMetadata | None = None
+        self._staged = bytearray()
 
     # -- Storage -----------------------------------------------------------------------------
 
@@ -105,6 +150,17 @@ class MemoryStorage:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    # -- SnapshotReader ----------------------------------------------------------------------
+
+    def read_snapshot(
+        self, metadata: SnapshotMetadata, offset: int, max_size: int
+    ) -> tuple[bytes, bool]:
+        if metadata != self._snapshot.metadata:
+            raise SnapshotTemporarilyUnavailable("that snapshot was replaced")
+        data = self._snapshot.data
+        piece = data[offset : offset + max_size]
+        return piece, offset + len(piece) >= len(data)
+
     # -- mutators (what a driver does with a Ready) ------------------------------------------
 
     def set_hard_state(self, hs: HardState) -> None:
@@ -130,10 +186,27 @@ class MemoryStorage:
         del self._ents[offset:]
         self._ents.extend(entries)
 
+    def stage_snapshot_chunk(self, chunk: SnapshotChunk) -> None:
+        """Write one received chunk (``Ready.snapshot_chunks``) into the staging area."""
+        if chunk.offset == 0:
+            self._staged_meta = chunk.metadata
+            self._staged = bytearray()
+        if chunk.metadata != self._staged_meta or chunk.offset != len(self._staged):
+            raise InvariantViolation(f"snapshot chunk at {chunk.offset} out of order")
+        self._staged += chunk.data
+
     def apply_snapshot(self, snap: Snapshot) -> None:
-        """Replace the whole log by ``snap`` (a follower receiving a snapshot)."""
+        """Replace the whole log by ``snap`` (a follower receiving a snapshot).
+
+        When ``snap.data`` is empty (as ``Ready.snapshot`` hands it out) the image staged for
+        its metadata is installed.
+        """
         if snap.metadata.index <= self._snapshot.metadata.index:
             return
+        if not snap.data and self._staged_meta == snap.metadata:
+            snap = Snapshot(data=bytes(self._staged), metadata=snap.metadata)
+            self._staged_meta = None
+            self._staged = bytearray()
         self._snapshot = snap
         self.conf_state = snap.metadata.conf_state
         self._ents = [Entry(term=snap.metadata.term, index=snap.metadata.index)]

@@ -58,7 +58,11 @@ class SnapshotMetadata:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A state-machine image covering the log up to ``metadata.index``. ``data`` is opaque."""
+    """A state-machine image covering the log up to ``metadata.index``. ``data`` is opaque.
+
+    Where the core hands a snapshot *out* (``Ready.snapshot``) ``data`` is empty: the image
+    arrived piecewise in ``Ready.snapshot_chunks`` and was staged by the driver.
+    """
 
     data: bytes = b""
     metadata: SnapshotMetadata = SnapshotMetadata()
@@ -66,6 +70,30 @@ class Snapshot:
     @property
     def is_empty(self) -> bool:
         return self.metadata.index == 0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """One piece of a snapshot image in transit (a Ward extension: etcd ships images whole).
+
+    A leader streams an image to a follower as ``SNAP`` messages each carrying one chunk of at
+    most ``Config.max_snapshot_chunk`` bytes, in order. ``checksum`` is the CRC-32
+    (``zlib.crc32``) of the image bytes ``[0, offset + len(data))``, so the receiver detects a
+    chunk spliced in from another image or transfer as soon as it arrives. ``transfer`` names
+    the leader's attempt: a lost or reordered chunk makes the follower refuse the rest of that
+    attempt and the leader restart from offset 0 under a new ``transfer`` id.
+
+    The same type reports the follower's acknowledgement (``SNAP_RESP``: ``offset`` is the
+    number of bytes held, ``data`` empty) and hands received pieces to the driver
+    (``Ready.snapshot_chunks``).
+    """
+
+    metadata: SnapshotMetadata
+    offset: int = 0
+    data: bytes = b""
+    done: bool = True
+    checksum: int = 0
+    transfer: int = 0
 
 
 class MessageType(IntEnum):
@@ -88,6 +116,9 @@ class MessageType(IntEnum):
     READ_INDEX_RESP = 16
     PRE_VOTE = 17
     PRE_VOTE_RESP = 18
+    # Ward extension (not in raftpb, hence far from its numbers): a follower acknowledges or
+    # refuses one snapshot chunk.
+    SNAP_RESP = 100
 
 
 LOCAL_MESSAGES = frozenset(
@@ -112,6 +143,7 @@ RESPONSE_MESSAGES = frozenset(
         MessageType.UNREACHABLE,
         MessageType.READ_INDEX_RESP,
         MessageType.PRE_VOTE_RESP,
+        MessageType.SNAP_RESP,
     }
 )
 
@@ -132,6 +164,10 @@ class Message:
     ``from_`` carries the sender because ``from`` is a Python keyword. ``context`` carries the
     read-index request context on heartbeats and read-index messages, and the campaign kind on
     forced (leader-transfer) votes.
+
+    ``SNAP`` messages sent by the core carry the image piecewise in ``chunk``; a ``SNAP`` with
+    ``snapshot`` set and no ``chunk`` (a whole image in one message, as etcd sends it) is
+    accepted too. ``SNAP_RESP`` carries ``chunk`` without data as the acknowledgement.
     """
 
     type: MessageType
@@ -146,6 +182,7 @@ class Message:
     reject: bool = False
     reject_hint: int = 0
     context: bytes = b""
+    chunk: SnapshotChunk | None = None
 
 
 class StateType(IntEnum):
@@ -220,6 +257,8 @@ class ProgressStatus:
     recent_active: bool
     is_learner: bool
     pending_snapshot: int = 0
+    inflight_bytes: int = 0  # entry bytes sent and not yet acknowledged
+    snapshot_acked: int = 0  # image bytes the follower holds, while a snapshot streams
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,11 +275,15 @@ class Status:
 class Ready:
     """The work the driver must do, in this order, then hand back through ``advance``.
 
-    1. Persist ``hard_state`` (when not None), ``snapshot`` (when not None) and ``entries``;
-       fsync when ``must_sync``.
-    2. Send ``messages`` (only after step 1: they may promise what was just persisted).
-    3. Apply ``committed_entries`` in order (they may include entries of step 1).
-    4. Serve ``read_states`` once their index is applied.
+    1. Stage ``snapshot_chunks`` in order: write each chunk's ``data`` at its ``offset`` into
+       the staging area of its ``metadata`` (a chunk at offset 0 discards whatever was staged
+       before). No fsync is needed: a crash mid-transfer makes the leader start over.
+    2. Persist ``hard_state`` (when not None), ``snapshot`` (when not None: install the image
+       staged for ``snapshot.metadata``, complete and checksummed; ``snapshot.data`` is empty)
+       and ``entries``; fsync when ``must_sync``.
+    3. Send ``messages`` (only after steps 1-2: they may promise what was just persisted).
+    4. Apply ``committed_entries`` in order (they may include entries of step 2).
+    5. Serve ``read_states`` once their index is applied.
     """
 
     soft_state: SoftState | None
@@ -251,3 +294,4 @@ class Ready:
     messages: list[Message]
     read_states: list[ReadState]
     must_sync: bool
+    snapshot_chunks: list[SnapshotChunk] = field(default_factory=list)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from array import array
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,9 @@ from bench import wire
 from bench.compare import Comparison, round_order
 from bench.config import ConfigError, Target, WorkloadConfig, make_plans
 from bench.main import build_parser, config_from_args, main
-from bench.proctree import process_tree
+from bench.proctree import process_tree, tree_cpu_seconds
 from bench.rss import RssSampler, rss_bytes, tree_rss_bytes
-from bench.runner import RunResult
+from bench.runner import RunResult, merge_watch
 from bench.stats import LatencySummary, median, percentile, ratio, split_evenly
 from wardpb.etcdserverpb import rpc_pb2
 
@@ -226,6 +227,26 @@ def test_comparison_reports_medians_and_ward_over_etcd_ratios() -> None:
     assert list(round_order(0)) != list(round_order(1))
 
 
+def test_watch_latency_joins_events_to_put_acks_by_revision() -> None:
+    def arr(kind: str, values: list[float]) -> bytes:
+        return array(kind, values).tobytes()
+
+    writer = {
+        "watchers": 1, "ack_revs": arr("q", [10, 11]), "ack_times": arr("d", [100.0, 101.0]),
+        "put_latencies": arr("d", [0.001, 0.001]), "event_revs": arr("q", [10, 11]),
+        "event_times": arr("d", [100.002, 101.004]), "errors": {}, "first_error": "",
+        "streams_lost": 0,
+    }  # fmt: skip
+    other = {
+        **writer, "ack_revs": b"", "ack_times": b"", "put_latencies": b"",
+        "event_revs": arr("q", [10, 99]), "event_times": arr("d", [100.006, 102.0]),
+    }  # fmt: skip
+    result = merge_watch(WorkloadConfig("watch", duration=2.0), [writer, other], "etcd")
+    assert result.ok == 3  # revision 99 was never acknowledged: not a sample
+    assert result.latency.max == pytest.approx(6.0)
+    assert result.extra["events_missing"] == 1  # 2 puts x 2 watchers, 3 delivered
+
+
 # --- server memory ---------------------------------------------------------------------------
 
 _TREE = textwrap.dedent(
@@ -255,6 +276,7 @@ def test_rss_sums_the_whole_process_tree() -> None:
             time.sleep(0.1)
         assert sampler.samples >= 3
         assert sampler.peak >= rss_bytes(root.pid) + rss_bytes(child) - 1024 * 1024
+        assert tree_cpu_seconds(root.pid) > 0  # two interpreters started and touched 64 MiB
     finally:
         os.killpg(root.pid, signal.SIGKILL)
         root.wait()

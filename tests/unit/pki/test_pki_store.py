@@ -431,3 +431,9 @@ def test_show_skips_pem_files_that_hold_no_certificate(store: PKIStore) -> None:
     report = inspect_path(store.directory)
     assert report.ok, report.problems
     assert [Path(c.source or "").name for c in report.certificates] == ["ca.crt"]
+
+
+def test_the_ca_cannot_revoke_itself(store: PKIStore) -> None:
+    ca = _certs(store.ca_cert_path)[0]
+    with pytest.raises(InvalidInput, match="is a CA certificate"):
+        store.revoke(serial=ca.serial_number)
