@@ -6,9 +6,14 @@ pending snapshot). ``committed`` and ``applied`` track Raft's progress over the 
 
 from __future__ import annotations
 
-from server.raft.errors import InvariantViolation, LogCompacted, LogUnavailable
-from server.raft.storage import Storage, limit_size
-from server.raft.types import Entry, Snapshot
+from server.raft.errors import (
+    InvariantViolation,
+    LogCompacted,
+    LogUnavailable,
+    SnapshotTemporarilyUnavailable,
+)
+from server.raft.storage import SnapshotReader, Storage, limit_size
+from server.raft.types import Entry, Snapshot, SnapshotMetadata
 
 
 class Unstable:
@@ -53,6 +58,33 @@ class Unstable:
         if self.snapshot is not None and self.snapshot.metadata.index == index:
             self.snapshot = None
 
+    def stored_snapshot_metadata(self) -> SnapshotMetadata:
+        """Metadata of the image storage can serve to a follower.
+
+        Only storage is asked: a snapshot still in the unstable tail has its image in the
+        driver's staging area, not yet where the storage serves images from.
+        """
+        return self.storage.snapshot().metadata
+
+    def snapshot_chunk(
+        self, metadata: SnapshotMetadata, offset: int, max_size: int
+    ) -> tuple[bytes, bool]:
+        """Up to ``max_size`` image bytes from ``offset`` and whether they end the image."""
+        storage = self.storage
+        if isinstance(storage, SnapshotReader):
+            data, last = storage.read_snapshot(metadata, offset, max_size)
+        else:
+            snap = storage.snapshot()
+            if snap.metadata != metadata:
+                raise SnapshotTemporarilyUnavailable("that snapshot was replaced")
+            data = snap.data[offset : offset + max_size]
+            last = offset + len(data) >= len(snap.data)
+        if len(data) > max_size or (not data and not last):
+            raise InvariantViolation(
+                f"storage served {len(data)} snapshot bytes at {offset} (max {max_size})"
+            )
+        return data, last
+
     def restore(self, snap: Snapshot) -> None:
         self.offset = snap.metadata.index + 1
         self.entries = []
@@ -78,7 +110,9 @@ class Unstable:
 class RaftLog:
     """The log as Raft sees it: storage plus unstable tail, with commit and apply cursors."""
 
-    def __init__(self, storage: Storage, *, max_size_per_msg: int) -> None:
+    def __init__(
+        self, storage: Storage, *, max_size_per_msg: int, max_committed_size_per_ready: int = 0
+    ) -> None:
         self.storage = storage
         first = storage.first_index()
         last = storage.last_index()
@@ -89,6 +123,8 @@ class RaftLog:
         # Committed entries handed out by a Ready but not yet acknowledged by advance().
         self.applying = first - 1
         self.max_size_per_msg = max_size_per_msg
+        # Bytes of committed entries one Ready hands out (None: no limit).
+        self.max_committed_size: int | None = max_committed_size_per_ready or None
 
     # -- bounds and terms --------------------------------------------------------------------
 
@@ -220,7 +256,7 @@ class RaftLog:
     def next_committed_entries(self) -> list[Entry]:
         if not self.has_next_committed_entries():
             return []
-        return self.slice(self.applying + 1, self.committed + 1)
+        return self.slice(self.applying + 1, self.committed + 1, self.max_committed_size)
 
     def has_unstable(self) -> bool:
         return bool(self.unstable.entries)
@@ -255,6 +291,33 @@ class RaftLog:
         if self.unstable.snapshot is not None:
             return self.unstable.snapshot
         return self.storage.snapshot()
+
+    def stored_snapshot_metadata(self) -> SnapshotMetadata:
+        """Metadata of the image storage can serve to a follower.
+
+        Only storage is asked: a snapshot still in the unstable tail has its image in the
+        driver's staging area, not yet where the storage serves images from.
+        """
+        return self.storage.snapshot().metadata
+
+    def snapshot_chunk(
+        self, metadata: SnapshotMetadata, offset: int, max_size: int
+    ) -> tuple[bytes, bool]:
+        """Up to ``max_size`` image bytes from ``offset`` and whether they end the image."""
+        storage = self.storage
+        if isinstance(storage, SnapshotReader):
+            data, last = storage.read_snapshot(metadata, offset, max_size)
+        else:
+            snap = storage.snapshot()
+            if snap.metadata != metadata:
+                raise SnapshotTemporarilyUnavailable("that snapshot was replaced")
+            data = snap.data[offset : offset + max_size]
+            last = offset + len(data) >= len(snap.data)
+        if len(data) > max_size or (not data and not last):
+            raise InvariantViolation(
+                f"storage served {len(data)} snapshot bytes at {offset} (max {max_size})"
+            )
+        return data, last
 
     def restore(self, snap: Snapshot) -> None:
         """Replace the log by a snapshot received from the leader."""

@@ -15,19 +15,29 @@ commit a proposal in the very Ready that persists it.
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from enum import Enum
 
 from server.raft.config import Config
 from server.raft.errors import (
     InvalidConfChange,
     InvariantViolation,
+    LeaderTransferInProgress,
     LogCompacted,
     ProposalDropped,
     SnapshotTemporarilyUnavailable,
+    UncommittedSizeExceeded,
 )
 from server.raft.log import RaftLog
-from server.raft.progress import Progress, ProgressState, ProgressTracker, VoteResult
+from server.raft.progress import (
+    Progress,
+    ProgressState,
+    ProgressTracker,
+    SnapshotTransfer,
+    VoteResult,
+)
 from server.raft.read_only import ReadOnly
 from server.raft.storage import Storage
 from server.raft.types import (
@@ -42,6 +52,8 @@ from server.raft.types import (
     MessageType,
     ReadState,
     Snapshot,
+    SnapshotChunk,
+    SnapshotMetadata,
     SoftState,
     StateType,
     vote_response_type,
@@ -59,19 +71,42 @@ class CampaignType(Enum):
     TRANSFER = "transfer"
 
 
+@dataclass(slots=True)
+class _SnapshotReceipt:
+    """A follower's state of one incoming snapshot transfer: what it accepted so far."""
+
+    term: int
+    metadata: SnapshotMetadata
+    transfer: int
+    received: int = 0  # bytes accepted, i.e. the offset the next chunk must start at
+    checksum: int = 0  # CRC-32 of the bytes accepted
+
+
+def payload_size(entries: Iterable[Entry]) -> int:
+    """Bytes of entry data, the unit of every size limit."""
+    return sum(len(e.data) for e in entries)
+
+
 class Raft:
     """One member's Raft state. Use it through :class:`~server.raft.RawNode`."""
 
     def __init__(self, config: Config, storage: Storage) -> None:
         self.id = config.id
-        self.log = RaftLog(storage, max_size_per_msg=config.max_size_per_msg)
-        self.trk = ProgressTracker(config.max_inflight_msgs)
+        self.log = RaftLog(
+            storage,
+            max_size_per_msg=config.max_size_per_msg,
+            max_committed_size_per_ready=config.max_committed_size_per_ready,
+        )
+        self.trk = ProgressTracker(config.max_inflight_msgs, config.max_inflight_bytes)
         self.rng = config.rng if config.rng is not None else random.Random()
         self.election_timeout = config.election_tick
         self.heartbeat_timeout = config.heartbeat_tick
         self.check_quorum = config.check_quorum
         self.pre_vote = config.pre_vote
         self.max_size_per_msg = config.max_size_per_msg
+        self.max_uncommitted_size = config.max_uncommitted_entries_size
+        self.max_snapshot_chunk = config.max_snapshot_chunk
+        self.max_inflight_snapshot_chunks = config.max_inflight_snapshot_chunks
 
         self.term = 0
         self.vote = NONE
@@ -79,6 +114,13 @@ class Raft:
         self.state = StateType.FOLLOWER
         self.msgs: list[Message] = []
         self.read_states: list[ReadState] = []
+        # Snapshot chunks accepted from the leader, for the driver to stage (Ready).
+        self.snapshot_chunks: list[SnapshotChunk] = []
+        self._receipt: _SnapshotReceipt | None = None
+        # Ids of this leader's snapshot transfers; a restarted transfer gets a fresh one.
+        self._snapshot_transfers = 0
+        # Leader: data bytes appended in this term and not yet applied (an estimate, as etcd's).
+        self.uncommitted_size = 0
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = self.election_timeout
@@ -117,7 +159,7 @@ class Raft:
         self.vote = hs.vote
 
     def _load_conf_state(self, cs: ConfState) -> None:
-        self.trk = ProgressTracker(self.trk.max_inflight)
+        self.trk = ProgressTracker(self.trk.max_inflight, self.trk.max_inflight_bytes)
         nxt = self.log.last_index() + 1
         for v in cs.voters:
             self.trk.add(v, is_learner=False, next_index=nxt)
@@ -148,6 +190,7 @@ class Raft:
                 next_index=last + 1,
                 max_inflight=self.trk.max_inflight,
                 is_learner=old.is_learner,
+                max_inflight_bytes=self.trk.max_inflight_bytes,
             )
             if node_id == self.id:
                 pr.match = last
@@ -155,6 +198,8 @@ class Raft:
         self.pending_conf_index = 0
         self.read_only = ReadOnly()
         self.pending_read_index = []
+        self.uncommitted_size = 0
+        self._receipt = None
 
     def become_follower(self, term: int, lead: int) -> None:
         self._step_role = self._step_follower
@@ -219,9 +264,21 @@ class Raft:
                 self.lead_transferee = NONE  # the transfer did not finish in time
         if self.state != StateType.LEADER:
             return
+        self._tick_snapshot_transfers()
         if self.heartbeat_elapsed >= self.heartbeat_timeout:
             self.heartbeat_elapsed = 0
             self.step(Message(type=MT.BEAT, from_=self.id))
+
+    def _tick_snapshot_transfers(self) -> None:
+        for pr in self.trk.progress.values():
+            t = pr.snapshot
+            if t is None:
+                continue
+            t.idle_ticks += 1
+            if t.idle_ticks >= self.election_timeout:
+                # A chunk or its acknowledgement was lost (or the follower is gone): start over
+                # once the follower answers a heartbeat.
+                self._abort_snapshot(pr, pause=True)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -239,6 +296,7 @@ class Raft:
         reject: bool = False,
         reject_hint: int = 0,
         context: bytes = b"",
+        chunk: SnapshotChunk | None = None,
     ) -> None:
         if term is None:
             # Forwarded read requests carry no term: they are not bound to one.
@@ -257,12 +315,15 @@ class Raft:
                 reject=reject,
                 reject_hint=reject_hint,
                 context=context,
+                chunk=chunk,
             )
         )
 
     def _maybe_send_append(self, to: int, *, send_if_empty: bool = True) -> bool:
-        """Send ``to`` the entries it lacks (or a snapshot); False when nothing was sent."""
+        """Send ``to`` the entries it lacks (or snapshot chunks); False when nothing was sent."""
         pr = self.trk.progress[to]
+        if pr.state == ProgressState.SNAPSHOT:
+            return self._send_snapshot_chunks(to, pr)
         if pr.is_paused():
             return False
         prev_index = pr.next - 1
@@ -270,7 +331,7 @@ class Raft:
             prev_term = self.log.term(prev_index)
             ents = self.log.entries_from(pr.next, self.max_size_per_msg)
         except LogCompacted:
-            return self._maybe_send_snapshot(to, pr)
+            return self._start_snapshot(to, pr)
         if not ents and not send_if_empty:
             return False
         self._send(
@@ -281,21 +342,69 @@ class Raft:
             entries=tuple(ents),
             commit=self.log.committed,
         )
-        pr.sent_entries(len(ents), ents[-1].index if ents else 0)
+        pr.sent_entries(len(ents), ents[-1].index if ents else 0, payload_size(ents))
         return True
 
-    def _maybe_send_snapshot(self, to: int, pr: Progress) -> bool:
+    # -- snapshot streaming (leader) ---------------------------------------------------------
+
+    def _start_snapshot(self, to: int, pr: Progress) -> bool:
+        """Begin streaming the storage's image to ``to``, whose next entry was compacted."""
         if not pr.recent_active:
             return False  # do not ship a snapshot to a member that may be down
         try:
-            snap = self.log.snapshot()
+            meta = self.log.stored_snapshot_metadata()
         except SnapshotTemporarilyUnavailable:
-            return False
-        if snap.is_empty:
+            return False  # retried on the next heartbeat response or append
+        if meta.index == 0:
             raise InvariantViolation("log compacted but storage has no snapshot")
-        self._send(MT.SNAP, to, snapshot=snap)
-        pr.become_snapshot(snap.metadata.index)
-        return True
+        cs = meta.conf_state
+        if to not in cs.voters and to not in cs.learners:
+            # The follower would refuse an image from before it joined; wait for a newer one
+            # (the storage should take images at its applied index, after the conf change).
+            return False
+        self._snapshot_transfers += 1
+        pr.become_snapshot(meta.index, SnapshotTransfer(meta, self._snapshot_transfers))
+        return self._send_snapshot_chunks(to, pr)
+
+    def _send_snapshot_chunks(self, to: int, pr: Progress) -> bool:
+        """Send the next chunks of ``to``'s transfer while its window allows; False if none."""
+        t = pr.snapshot
+        sent = False
+        while t is not None and t.window_open(
+            self.max_inflight_snapshot_chunks, self.trk.max_inflight_bytes
+        ):
+            try:
+                data, last = self.log.snapshot_chunk(t.metadata, t.sent, self.max_snapshot_chunk)
+            except SnapshotTemporarilyUnavailable:
+                # The image was replaced: the next append attempt streams the newer one.
+                self._abort_snapshot(pr, pause=False)
+                return sent
+            checksum = zlib.crc32(data, t.checksum)
+            chunk = SnapshotChunk(
+                metadata=t.metadata,
+                offset=t.sent,
+                data=data,
+                done=last,
+                checksum=checksum,
+                transfer=t.id,
+            )
+            self._send(MT.SNAP, to, chunk=chunk)
+            t.sent += len(data)
+            t.checksum = checksum
+            t.done = last
+            t.unacked.append(t.sent)
+            sent = True
+        return sent
+
+    def _abort_snapshot(self, pr: Progress, *, pause: bool) -> None:
+        """Give up the transfer to ``pr``; probing finds out what the follower needs next.
+
+        With ``pause`` the leader waits for the follower to answer a heartbeat first (it may be
+        down); without, the next append attempt starts a new transfer at once.
+        """
+        pr.pending_snapshot = 0
+        pr.become_probe()
+        pr.probe_sent = pause
 
     def _bcast_append(self) -> None:
         for node_id in self.trk.ids():
@@ -336,13 +445,33 @@ class Raft:
         if self.id not in self.trk.progress:
             raise ProposalDropped("this member was removed from the cluster")
         if self.lead_transferee != NONE:
-            raise ProposalDropped(f"leadership is moving to {self.lead_transferee}")
+            raise LeaderTransferInProgress(f"leadership is moving to {self.lead_transferee}")
+
+    def _increase_uncommitted_size(self, payloads: list[bytes]) -> None:
+        """Count a proposal against ``max_uncommitted_entries_size`` or refuse it.
+
+        As in etcd, a proposal is accepted whenever nothing is outstanding (so one entry larger
+        than the limit still goes through) and entries without data always are.
+        """
+        size = sum(len(p) for p in payloads)
+        limit = self.max_uncommitted_size
+        if limit and self.uncommitted_size > 0 and size > 0:
+            if self.uncommitted_size + size > limit:
+                raise UncommittedSizeExceeded(
+                    f"{self.uncommitted_size} bytes uncommitted; limit {limit}"
+                )
+        self.uncommitted_size += size
+
+    def reduce_uncommitted_size(self, entries: Iterable[Entry]) -> None:
+        """Release the bytes of entries handed to the driver for applying."""
+        self.uncommitted_size = max(0, self.uncommitted_size - payload_size(entries))
 
     def propose(self, payloads: list[bytes]) -> None:
         """Append normal entries and replicate them; raises ``ProposalDropped`` if not leader."""
         self._check_can_propose()
         if not payloads:
             return
+        self._increase_uncommitted_size(payloads)
         self._append_entries(payloads, EntryType.NORMAL)
         if len(self.trk.progress) > 1:
             self._bcast_append()
@@ -356,7 +485,9 @@ class Raft:
                 f"(applied {self.log.applied})"
             )
         self._validate_conf_change(cc)
-        self._append_entries([cc.encode()], EntryType.CONF_CHANGE)
+        data = cc.encode()
+        self._increase_uncommitted_size([data])
+        self._append_entries([data], EntryType.CONF_CHANGE)
         self.pending_conf_index = self.log.last_index()
         self._bcast_append()
 
@@ -564,15 +695,39 @@ class Raft:
                 if acks is not None and self.trk.vote_result(acks) == VoteResult.WON:
                     for status in self.read_only.advance(m.context):
                         self._respond_read_index(status.request, status.index)
+        elif t == MT.SNAP_RESP:
+            self._handle_snapshot_response(m, pr)
         elif t == MT.SNAP_STATUS:
-            if pr.state == ProgressState.SNAPSHOT:
-                if m.reject:
-                    pr.pending_snapshot = 0
-                pr.become_probe()
-                # Wait for the follower's answer (or a heartbeat) before probing again.
-                pr.probe_sent = True
+            self._handle_snapshot_status(m, pr)
         elif t == MT.UNREACHABLE and pr.state == ProgressState.REPLICATE:
             pr.become_probe()
+
+    def _handle_snapshot_response(self, m: Message, pr: Progress) -> None:
+        pr.recent_active = True
+        t = pr.snapshot
+        c = m.chunk
+        if t is None or c is None or c.transfer != t.id or c.metadata != t.metadata:
+            return  # about a transfer given up already
+        if m.reject:
+            # A chunk was lost or reordered, or the follower lost its partial image: it
+            # expects a new transfer from offset 0, and it is alive, so start one now.
+            self._abort_snapshot(pr, pause=False)
+            self._maybe_send_append(m.from_)
+        elif t.ack(c.offset):
+            self._send_snapshot_chunks(m.from_, pr)
+
+    def _handle_snapshot_status(self, m: Message, pr: Progress) -> None:
+        """The driver's word on a transfer (``RawNode.report_snapshot``)."""
+        if pr.state != ProgressState.SNAPSHOT:
+            return
+        if m.reject:
+            self._abort_snapshot(pr, pause=True)
+        elif pr.snapshot is None or pr.snapshot.done:
+            # Delivered (etcd semantics): probe past the snapshot once the follower answers.
+            pr.become_probe()
+            pr.probe_sent = True
+        # A success report while chunks are still to be sent says nothing; the follower's own
+        # acknowledgements drive the transfer.
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         pr.recent_active = True
@@ -594,9 +749,15 @@ class Raft:
             return
         if pr.state == ProgressState.PROBE:
             pr.become_replicate()
-        elif pr.state == ProgressState.SNAPSHOT and pr.match + 1 >= self.log.first_index():
-            pr.become_probe()
-            pr.become_replicate()
+        elif pr.state == ProgressState.SNAPSHOT:
+            if pr.match + 1 >= self.log.first_index():
+                # The follower installed the image (or never needed it): replicate from there.
+                pr.become_probe()
+                pr.become_replicate()
+            elif pr.match >= pr.pending_snapshot:
+                # Installed, but the log was compacted past it meanwhile: probe again, which
+                # starts another transfer.
+                pr.become_probe()
         elif pr.state == ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():
@@ -637,26 +798,80 @@ class Raft:
         self._send(MT.HEARTBEAT_RESP, m.from_, context=m.context)
 
     def _handle_snapshot(self, m: Message) -> None:
-        if m.snapshot is None:
+        c = m.chunk
+        if c is None:
+            if m.snapshot is None:
+                return
+            # A whole image in one message (etcd style): a transfer of a single chunk.
+            data = m.snapshot.data
+            c = SnapshotChunk(
+                metadata=m.snapshot.metadata, data=data, checksum=zlib.crc32(data)
+            )
+        meta = c.metadata
+        rc = self._receipt
+        if rc is not None and rc.term == m.term and c.transfer < rc.transfer:
+            return  # a straggler from an attempt the leader already gave up
+        if c.offset == 0:
+            self._receipt = None
+            if not self._wants_snapshot(meta):
+                if self._is_member_of(meta):
+                    # Tell the leader how far we are; it replicates entries from there.
+                    self._send(MT.APP_RESP, m.from_, index=self.log.committed)
+                return
+            self._receipt = _SnapshotReceipt(term=m.term, metadata=meta, transfer=c.transfer)
+        rc = self._receipt
+        if (
+            rc is None
+            or rc.term != m.term
+            or rc.transfer != c.transfer
+            or rc.metadata != meta
+            or rc.received != c.offset
+            or zlib.crc32(c.data, rc.checksum) != c.checksum
+        ):
+            # A chunk is missing, out of order, from another transfer, or corrupt: drop what
+            # was received and have the leader start over.
+            self._receipt = None
+            ack = SnapshotChunk(metadata=meta, offset=0, done=False, transfer=c.transfer)
+            self._send(MT.SNAP_RESP, m.from_, index=meta.index, reject=True, chunk=ack)
             return
-        if self._restore(m.snapshot):
+        rc.received += len(c.data)
+        rc.checksum = c.checksum
+        self.snapshot_chunks.append(c)
+        if not c.done:
+            ack = SnapshotChunk(metadata=meta, offset=rc.received, done=False, transfer=c.transfer)
+            self._send(MT.SNAP_RESP, m.from_, index=meta.index, chunk=ack)
+            return
+        self._receipt = None
+        if self._restore(Snapshot(metadata=meta)):
             self._send(MT.APP_RESP, m.from_, index=self.log.last_index())
-        else:
+        elif self._is_member_of(meta):
             self._send(MT.APP_RESP, m.from_, index=self.log.committed)
 
-    def _restore(self, snap: Snapshot) -> bool:
-        meta = snap.metadata
+    def _is_member_of(self, meta: SnapshotMetadata) -> bool:
+        cs = meta.conf_state
+        return self.id in cs.voters or self.id in cs.learners
+
+    def _wants_snapshot(self, meta: SnapshotMetadata) -> bool:
+        """Whether an image at ``meta`` would move this follower forward.
+
+        Fast-forwards the commit index when the log already holds the image's last entry.
+        """
         if meta.index <= self.log.committed:
             return False
-        cs = meta.conf_state
-        if self.id not in cs.voters and self.id not in cs.learners:
+        if not self._is_member_of(meta):
             return False  # a snapshot from a configuration we are not part of; ignore it
         if self.log.match_term(meta.index, meta.term):
             # We already hold the snapshot's last entry: just fast-forward the commit index.
             self.log.commit_to(meta.index)
             return False
+        return True
+
+    def _restore(self, snap: Snapshot) -> bool:
+        meta = snap.metadata
+        if not self._wants_snapshot(meta):
+            return False
         self.log.restore(snap)
-        self._load_conf_state(cs)
+        self._load_conf_state(meta.conf_state)
         self._reset_progress_after_config()
         return True
 
@@ -707,11 +922,22 @@ class Raft:
     # -- leader transfer ---------------------------------------------------------------------
 
     def _handle_transfer_leader(self, transferee: int) -> None:
+        """Start moving leadership to ``transferee`` (Raft thesis §3.10).
+
+        The leader first brings the transferee's log up to its own (appends, or a snapshot),
+        refusing proposals meanwhile so the target stops moving, then sends ``TIMEOUT_NOW``:
+        the transferee campaigns at once, and its vote requests override the leader lease.
+        A transfer that does not finish within an election timeout is abandoned.
+        """
         pr = self.trk.progress.get(transferee)
-        if pr is None or pr.is_learner:
-            return
-        if self.lead_transferee == transferee or transferee == self.id:
-            return
+        if pr is not None and pr.is_learner:
+            return  # a learner cannot lead (RawNode refuses before getting here)
+        if self.lead_transferee != NONE:
+            if self.lead_transferee == transferee:
+                return  # already under way; a repeat must not extend its deadline
+            self.lead_transferee = NONE  # a new request replaces the running one
+        if transferee == self.id or pr is None:
+            return  # to ourselves: nothing left to do once the old transfer is cancelled
         # Give the transfer one election timeout to finish; proposals are refused meanwhile.
         self.election_elapsed = 0
         self.lead_transferee = transferee
