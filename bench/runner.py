@@ -104,7 +104,7 @@ def run_workload(
 def _spawn(plans: list[ProcPlan]) -> list[tuple[multiprocessing.process.BaseProcess, Connection]]:
     # spawn, not fork: grpc's threads and state do not survive a fork.
     context = multiprocessing.get_context("spawn")
-    handles = []
+    handles: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     for plan in plans:
         parent_end, child_end = context.Pipe()
         process = context.Process(
@@ -128,10 +128,10 @@ def _collect(conns: list[Connection], expected: str, timeout: float) -> list[Any
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise BenchError(f"client processes did not report {expected!r} within {timeout:.0f} s")
-        for conn in wait([c for i, c in enumerate(conns) if i not in replies], remaining):
-            i = index_of[id(conn)]
+        for ready in wait([c for i, c in enumerate(conns) if i not in replies], remaining):
+            i = index_of[id(ready)]
             try:
-                message = conn.recv()  # type: ignore[union-attr]
+                message = conns[i].recv()
             except EOFError:
                 raise BenchError(f"client process {i} died before reporting {expected!r}") from None
             if message[0] == "error":
@@ -253,7 +253,7 @@ def merge_watch(config: WorkloadConfig, results: list[dict[str, Any]], server: s
         times.frombytes(r["ack_times"])
         acks.update(zip(revs, times, strict=True))
         put_latencies.frombytes(r["put_latencies"])
-    delivery = []
+    delivery: list[float] = []
     for r in results:
         revs, times = array("q"), array("d")
         revs.frombytes(r["event_revs"])

@@ -106,9 +106,9 @@ def lease_id(lease_grant_response: bytes) -> int:
     return rpc_pb2.LeaseGrantResponse.FromString(lease_grant_response).ID
 
 
-def header_revision(response: bytes, message: type = rpc_pb2.PutResponse) -> int:
-    """``header.revision`` of a serialized response (PutResponse unless told otherwise)."""
-    return message.FromString(response).header.revision
+def header_revision(put_response: bytes) -> int:
+    """``header.revision`` of a serialized ``PutResponse``."""
+    return rpc_pb2.PutResponse.FromString(put_response).header.revision
 
 
 def multi_put_txn(template: KeyedTemplate, keys: list[bytes]) -> bytes:

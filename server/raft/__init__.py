@@ -2,6 +2,9 @@
 
 Drive a :class:`RawNode` with ``tick()``, ``step()`` and proposals; drain its work with
 ``has_ready()`` / ``ready()`` / ``advance()``. Nothing here does I/O, threads or real time.
+
+Snapshots stream in chunks the driver stages and installs; see :mod:`server.raft.storage` for
+what storage must serve and :class:`Ready` for what the driver does with each piece.
 """
 
 from server.raft.config import Config
@@ -9,15 +12,17 @@ from server.raft.errors import (
     ConfigError,
     InvalidConfChange,
     InvariantViolation,
+    LeaderTransferInProgress,
     LogCompacted,
     LogUnavailable,
     MessageRejected,
     ProposalDropped,
     RaftError,
     SnapshotTemporarilyUnavailable,
+    UncommittedSizeExceeded,
 )
 from server.raft.rawnode import RawNode
-from server.raft.storage import MemoryStorage, Storage
+from server.raft.storage import MemoryStorage, SnapshotReader, Storage
 from server.raft.types import (
     NONE,
     ConfChange,
@@ -32,6 +37,7 @@ from server.raft.types import (
     ReadState,
     Ready,
     Snapshot,
+    SnapshotChunk,
     SnapshotMetadata,
     SoftState,
     StateType,
@@ -50,6 +56,7 @@ __all__ = [
     "HardState",
     "InvalidConfChange",
     "InvariantViolation",
+    "LeaderTransferInProgress",
     "LogCompacted",
     "LogUnavailable",
     "MemoryStorage",
@@ -63,10 +70,13 @@ __all__ = [
     "ReadState",
     "Ready",
     "Snapshot",
+    "SnapshotChunk",
     "SnapshotMetadata",
+    "SnapshotReader",
     "SnapshotTemporarilyUnavailable",
     "SoftState",
     "StateType",
     "Status",
     "Storage",
+    "UncommittedSizeExceeded",
 ]

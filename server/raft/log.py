@@ -58,33 +58,6 @@ class Unstable:
         if self.snapshot is not None and self.snapshot.metadata.index == index:
             self.snapshot = None
 
-    def stored_snapshot_metadata(self) -> SnapshotMetadata:
-        """Metadata of the image storage can serve to a follower.
-
-        Only storage is asked: a snapshot still in the unstable tail has its image in the
-        driver's staging area, not yet where the storage serves images from.
-        """
-        return self.storage.snapshot().metadata
-
-    def snapshot_chunk(
-        self, metadata: SnapshotMetadata, offset: int, max_size: int
-    ) -> tuple[bytes, bool]:
-        """Up to ``max_size`` image bytes from ``offset`` and whether they end the image."""
-        storage = self.storage
-        if isinstance(storage, SnapshotReader):
-            data, last = storage.read_snapshot(metadata, offset, max_size)
-        else:
-            snap = storage.snapshot()
-            if snap.metadata != metadata:
-                raise SnapshotTemporarilyUnavailable("that snapshot was replaced")
-            data = snap.data[offset : offset + max_size]
-            last = offset + len(data) >= len(snap.data)
-        if len(data) > max_size or (not data and not last):
-            raise InvariantViolation(
-                f"storage served {len(data)} snapshot bytes at {offset} (max {max_size})"
-            )
-        return data, last
-
     def restore(self, snap: Snapshot) -> None:
         self.offset = snap.metadata.index + 1
         self.entries = []

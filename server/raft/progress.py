@@ -1,8 +1,9 @@
 """The leader's view of each member (``Progress``) and of the membership (``ProgressTracker``).
 
 A follower is probed (one append in flight until it answers) until its match index is known, then
-replicated to in a pipeline bounded by ``Inflights``; a follower whose next entry was compacted
-away waits in the snapshot state until a snapshot reaches it.
+replicated to in a pipeline bounded by ``Inflights`` (a count of messages and a byte budget); a
+follower whose next entry was compacted away is in the snapshot state while an image streams to
+it (``SnapshotTransfer``).
 """
 
 from __future__ import annotations
@@ -146,7 +147,9 @@ class Progress:
         self._reset_state(ProgressState.REPLICATE)
         self.next = self.match + 1
 
-    def become_snapshot(self, snapshot_index: int, transfer: SnapshotTransfer | None = None) -> None:
+    def become_snapshot(
+        self, snapshot_index: int, transfer: SnapshotTransfer | None = None
+    ) -> None:
         self._reset_state(ProgressState.SNAPSHOT)
         self.pending_snapshot = snapshot_index
         self.snapshot = transfer

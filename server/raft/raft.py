@@ -10,6 +10,16 @@ etcd/raft 3.4 did). That is safe under the Ready contract: the driver persists a
 before sending its messages or applying its committed entries, so no follower can acknowledge
 and no client can observe an entry the leader has not persisted. It is what lets a single member
 commit a proposal in the very Ready that persists it.
+
+A follower whose next entry was compacted away gets a snapshot, streamed in chunks: the leader
+reads the image from storage ``max_snapshot_chunk`` bytes at a time and keeps up to
+``max_inflight_snapshot_chunks`` unacknowledged (``SNAP`` / ``SNAP_RESP``). Each chunk names its
+transfer attempt and carries the running CRC-32 of the image; the follower accepts only the
+next chunk of the current attempt, hands it to the driver to stage, and installs the image
+(``Ready.snapshot``) once the last chunk checks out. A missing, reordered or corrupt chunk makes
+the follower refuse the attempt, and the leader starts a new one from offset 0; an attempt that
+makes no progress for an election timeout is abandoned and restarted when the follower next
+answers a heartbeat. See :mod:`server.raft.storage` for the storage side.
 """
 
 from __future__ import annotations
@@ -455,11 +465,15 @@ class Raft:
         """
         size = sum(len(p) for p in payloads)
         limit = self.max_uncommitted_size
-        if limit and self.uncommitted_size > 0 and size > 0:
-            if self.uncommitted_size + size > limit:
-                raise UncommittedSizeExceeded(
-                    f"{self.uncommitted_size} bytes uncommitted; limit {limit}"
-                )
+        if (
+            limit
+            and self.uncommitted_size > 0
+            and size > 0
+            and self.uncommitted_size + size > limit
+        ):
+            raise UncommittedSizeExceeded(
+                f"{self.uncommitted_size} bytes uncommitted; limit {limit}"
+            )
         self.uncommitted_size += size
 
     def reduce_uncommitted_size(self, entries: Iterable[Entry]) -> None:
@@ -804,9 +818,7 @@ class Raft:
                 return
             # A whole image in one message (etcd style): a transfer of a single chunk.
             data = m.snapshot.data
-            c = SnapshotChunk(
-                metadata=m.snapshot.metadata, data=data, checksum=zlib.crc32(data)
-            )
+            c = SnapshotChunk(metadata=m.snapshot.metadata, data=data, checksum=zlib.crc32(data))
         meta = c.metadata
         rc = self._receipt
         if rc is not None and rc.term == m.term and c.transfer < rc.transfer:

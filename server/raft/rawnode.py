@@ -4,7 +4,9 @@ The driver's loop::
 
     if node.has_ready():
         rd = node.ready()
-        persist rd.hard_state, rd.snapshot, rd.entries (fsync when rd.must_sync)
+        stage rd.snapshot_chunks (image pieces received from the leader)
+        persist rd.hard_state, rd.snapshot (install the staged image), rd.entries
+            (fsync when rd.must_sync)
         send rd.messages
         apply rd.committed_entries (calling apply_conf_change for CONF_CHANGE entries)
         node.advance(rd)
@@ -101,10 +103,23 @@ class RawNode:
         self._raft.step(Message(type=MessageType.READ_INDEX, from_=self._raft.id, context=ctx))
 
     def transfer_leader(self, transferee: int) -> None:
-        """Hand leadership to ``transferee`` once it has caught up; leader only."""
+        """Hand leadership to ``transferee`` once it has caught up; leader only.
+
+        Proposals raise ``LeaderTransferInProgress`` until the transfer completes or, after an
+        election timeout, is abandoned. Asking again for the same member does not extend that
+        deadline; asking for another member replaces the transfer; asking for this node itself
+        cancels it. Raises ``ProposalDropped`` when not leading, or when ``transferee`` is a
+        learner or not a member (neither can lead).
+        """
         r = self._raft
         if r.state != StateType.LEADER:
             raise ProposalDropped("only the leader can transfer leadership")
+        if transferee != r.id:
+            pr = r.trk.progress.get(transferee)
+            if pr is None:
+                raise ProposalDropped(f"cannot transfer leadership to non-member {transferee}")
+            if pr.is_learner:
+                raise ProposalDropped(f"cannot transfer leadership to learner {transferee}")
         r.step(Message(type=MessageType.TRANSFER_LEADER, from_=transferee))
 
     def report_unreachable(self, node_id: int) -> None:
@@ -112,7 +127,14 @@ class RawNode:
         self._raft.step(Message(type=MessageType.UNREACHABLE, from_=node_id))
 
     def report_snapshot(self, node_id: int, *, failed: bool) -> None:
-        """Tell the leader whether a snapshot sent to ``node_id`` was delivered."""
+        """Tell the leader how a snapshot transfer to ``node_id`` went (optional).
+
+        The core drives chunked transfers itself from the follower's acknowledgements and
+        restarts one that stalls for an election timeout; a driver whose transport to
+        ``node_id`` broke may report ``failed=True`` to give up the transfer at once (it starts
+        over when the follower next answers a heartbeat). ``failed=False`` is heeded only once
+        every chunk was sent: the leader then probes past the snapshot, as in etcd.
+        """
         self._raft.step(Message(type=MessageType.SNAP_STATUS, from_=node_id, reject=failed))
 
     # -- outputs -----------------------------------------------------------------------------
@@ -123,6 +145,7 @@ class RawNode:
         log = r.log
         return bool(
             r.msgs
+            or r.snapshot_chunks
             or log.unstable.entries
             or log.unstable.snapshot is not None
             or log.has_next_committed_entries()
@@ -155,11 +178,13 @@ class RawNode:
             or snap is not None
             or hard.term != prev.term
             or hard.vote != prev.vote,
+            snapshot_chunks=r.snapshot_chunks,
         )
         self._prev_soft = soft
         self._prev_hard = hard
         r.msgs = []
         r.read_states = []
+        r.snapshot_chunks = []
         if committed:
             log.applying = committed[-1].index
         self._awaiting_advance = True
@@ -176,6 +201,7 @@ class RawNode:
             log.unstable.stable_to(last.index, last.term)
         if rd.committed_entries:
             log.applied_to(rd.committed_entries[-1].index)
+            self._raft.reduce_uncommitted_size(rd.committed_entries)
         self._awaiting_advance = False
 
     def status(self) -> Status:
@@ -202,5 +228,12 @@ def _check_shape(msg: Message) -> None:
             if e.index != expected or e.term > msg.term or e.term < msg.log_term:
                 raise MessageRejected(f"append from {msg.from_} carries malformed entry {e.index}")
             expected += 1
-    elif msg.type == MessageType.SNAP and (msg.snapshot is None or msg.snapshot.is_empty):
-        raise MessageRejected(f"snapshot message from {msg.from_} without snapshot")
+    elif msg.type == MessageType.SNAP:
+        c = msg.chunk
+        if c is not None:
+            if c.metadata.index == 0 or c.offset < 0:
+                raise MessageRejected(f"snapshot chunk from {msg.from_} is malformed")
+        elif msg.snapshot is None or msg.snapshot.is_empty:
+            raise MessageRejected(f"snapshot message from {msg.from_} without snapshot")
+    elif msg.type == MessageType.SNAP_RESP and msg.chunk is None:
+        raise MessageRejected(f"snapshot response from {msg.from_} without chunk")

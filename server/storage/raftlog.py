@@ -147,8 +147,12 @@ class RaftLog:
         """Drop entries up to and including `index` (they are applied and in the store)."""
         if index <= self._snap_index:
             return
-        term = self.term(index)
         db = self._b.raftlog
+        # Read inside the writing transaction: the entry may have been appended in it.
+        raw = txn.get(_IDX.pack(index), db=db)
+        if raw is None:
+            raise LogUnavailable(f"cannot compact to {index}: no such entry")
+        term = _HDR.unpack_from(raw)[0]
         cur = txn.cursor(db=db)
         if cur.first():
             while (k := cur.key()) and _IDX.unpack(k)[0] <= index:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ast
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from server.raft import (
     ConfChange,
@@ -50,6 +52,8 @@ class Node:
     election_tick: int
     pre_vote: bool
     check_quorum: bool
+    # Further Config fields (flow control, snapshot chunking) kept across restarts.
+    options: dict[str, Any] = field(default_factory=dict)
     applied_index: int = 0
     # The state machine: data of applied normal entries, in order.
     applied: list[bytes] = field(default_factory=list)
@@ -78,9 +82,13 @@ class Node:
         out: list[Message] = []
         while self.raw.has_ready():
             rd = self.raw.ready()
+            for chunk in rd.snapshot_chunks:
+                self.storage.stage_snapshot_chunk(chunk)
             if rd.snapshot is not None:
                 self.storage.apply_snapshot(rd.snapshot)
-                self.applied = list(ast.literal_eval(rd.snapshot.data.decode()))
+                image = self.storage.snapshot()
+                assert image.metadata == rd.snapshot.metadata
+                self.applied = list(ast.literal_eval(image.data.decode()))
                 self.applied_index = rd.snapshot.metadata.index
             if rd.hard_state is not None:
                 self.storage.set_hard_state(rd.hard_state)
@@ -118,6 +126,7 @@ class Node:
                 pre_vote=self.pre_vote,
                 check_quorum=self.check_quorum,
                 rng=random.Random(self.seed + 7919),
+                **self.options,
             ),
             self.storage,
         )
@@ -136,9 +145,12 @@ class Network:
         pre_vote: bool = True,
         check_quorum: bool = True,
         logs: dict[int, list[int]] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
-        """``logs`` presets a node's persisted log as the terms of entries 1, 2, ..."""
+        """``logs`` presets a node's persisted log as the terms of entries 1, 2, ...;
+        ``options`` are further ``Config`` fields for every node."""
         self.rng = random.Random(seed)
+        self.options = dict(options or {})
         self.nodes: dict[int, Node] = {}
         cs = ConfState(voters=tuple(voters), learners=learners)
         top_term = max((max(t) for t in (logs or {}).values() if t), default=0)
@@ -157,11 +169,12 @@ class Network:
                     pre_vote=pre_vote,
                     check_quorum=check_quorum,
                     rng=random.Random(node_seed),
+                    **self.options,
                 ),
                 storage,
             )
             self.nodes[nid] = Node(
-                nid, storage, raw, node_seed, election_tick, pre_vote, check_quorum
+                nid, storage, raw, node_seed, election_tick, pre_vote, check_quorum, self.options
             )
         self.in_flight: list[Message] = []
         self.trace: list[Message] = []  # every message delivered, in order
@@ -169,6 +182,8 @@ class Network:
         self.delay_rate = 0.0  # chance a message waits another round (reordering)
         self.groups: list[set[int]] | None = None
         self.down: set[int] = set()
+        # Drops every message for which it returns False (targeted loss in a test).
+        self.msg_filter: Callable[[Message], bool] | None = None
         self.observer = Observer(self)
 
     # -- topology ----------------------------------------------------------------------------
@@ -195,8 +210,8 @@ class Network:
         """A fresh member joining with an empty log (it learns everything from the leader)."""
         storage = MemoryStorage(conf_state=conf_state)
         seed = 5000 + nid
-        raw = RawNode(Config(id=nid, rng=random.Random(seed)), storage)
-        node = Node(nid, storage, raw, seed, 10, True, True)
+        raw = RawNode(Config(id=nid, rng=random.Random(seed), **self.options), storage)
+        node = Node(nid, storage, raw, seed, 10, True, True, self.options)
         self.nodes[nid] = node
         return node
 
@@ -215,6 +230,8 @@ class Network:
         delivered = 0
         for m in batch:
             if not self._connected(m.from_, m.to) or m.to not in self.nodes:
+                continue
+            if self.msg_filter is not None and not self.msg_filter(m):
                 continue
             if self.drop_rate and self.rng.random() < self.drop_rate:
                 continue
