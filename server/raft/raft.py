@@ -329,17 +329,25 @@ class Raft:
             )
         )
 
-    def _maybe_send_append(self, to: int, *, send_if_empty: bool = True) -> bool:
-        """Send ``to`` the entries it lacks (or snapshot chunks); False when nothing was sent."""
+    def _maybe_send_append(
+        self, to: int, *, send_if_empty: bool = True, keepalive: bool = False
+    ) -> bool:
+        """Send ``to`` the entries it lacks (or snapshot chunks); False when nothing was sent.
+
+        ``keepalive`` (a heartbeat response arrived) lets a follower whose inflight window is
+        full get one append without entries: if every message of the window was lost, its
+        answer (an acknowledgement or a rejection) is what frees the window again.
+        """
         pr = self.trk.progress[to]
         if pr.state == ProgressState.SNAPSHOT:
             return self._send_snapshot_chunks(to, pr)
-        if pr.is_paused():
+        throttled = pr.state == ProgressState.REPLICATE and pr.inflights.full()
+        if pr.is_paused() and not (keepalive and throttled):
             return False
         prev_index = pr.next - 1
         try:
             prev_term = self.log.term(prev_index)
-            ents = self.log.entries_from(pr.next, self.max_size_per_msg)
+            ents = [] if throttled else self.log.entries_from(pr.next, self.max_size_per_msg)
         except LogCompacted:
             return self._start_snapshot(to, pr)
         if not ents and not send_if_empty:
@@ -703,7 +711,7 @@ class Raft:
             pr.recent_active = True
             pr.probe_sent = False
             if pr.match < self.log.last_index() or pr.state == ProgressState.PROBE:
-                self._maybe_send_append(m.from_)
+                self._maybe_send_append(m.from_, keepalive=True)
             if m.context:
                 acks = self.read_only.recv_ack(m.from_, m.context)
                 if acks is not None and self.trk.vote_result(acks) == VoteResult.WON:
