@@ -58,6 +58,11 @@ def _start_transfer(net: Network) -> list[Message]:
     raise AssertionError("the leader did not start a snapshot transfer")
 
 
+def _c(m: Message) -> SnapshotChunk:
+    assert m.chunk is not None
+    return m.chunk
+
+
 def _image(net: Network, nid: int = 1) -> bytes:
     return net.nodes[nid].storage.snapshot().data
 
@@ -96,13 +101,13 @@ def test_follower_installs_nothing_until_the_last_chunk_checks_out() -> None:
         assert len(pending) == 1  # one chunk in flight at a time with a window of 1
         net.nodes[3].raw.step(pending[0])
         rd = net.nodes[3].raw.ready()
-        assert [c.offset for c in rd.snapshot_chunks] == [pending[0].chunk.offset]  # type: ignore[union-attr]
+        assert [c.offset for c in rd.snapshot_chunks] == [_c(pending[0]).offset]
         if rd.snapshot is None:
             assert follower.log.first_index() == 1  # the log is untouched meanwhile
             assert [m.type for m in rd.messages] == [MT.SNAP_RESP]
         else:
             installed_at = round_
-            assert pending[0].chunk.done  # type: ignore[union-attr]
+            assert _c(pending[0]).done
             assert rd.snapshot.data == b""  # the image came through snapshot_chunks
             assert rd.must_sync
         net.nodes[3].raw.advance(rd)
@@ -129,7 +134,7 @@ def test_chunk_window_bounded_by_count_and_bytes() -> None:
     ack = net.exchange(chunks[:1])
     assert [m.type for m in ack if m.to == 1] == [MT.SNAP_RESP]
     more = _snaps(net.exchange([m for m in ack if m.to == 1]))
-    assert [m.chunk.offset for m in more] == [128]  # type: ignore[union-attr]
+    assert [_c(m).offset for m in more] == [128]
 
 
 def test_lost_chunk_restarts_the_transfer_from_offset_zero() -> None:
@@ -152,7 +157,7 @@ def test_lost_chunk_restarts_the_transfer_from_offset_zero() -> None:
     second = [c for c in chunks if c.transfer == transfers[1]]
     assert second[0].offset == 0 and second[-1].done
     refusals = [m for m in net.trace if m.type == MT.SNAP_RESP and m.reject]
-    assert refusals and all(m.chunk.transfer == transfers[0] for m in refusals)  # type: ignore[union-attr]
+    assert refusals and all(_c(m).transfer == transfers[0] for m in refusals)
     assert net.nodes[3].applied == net.nodes[1].applied
 
 
@@ -168,10 +173,13 @@ def test_reordered_chunk_restarts_the_transfer_and_installs_nothing() -> None:
     # The late chunk 1 is refused too: the follower dropped the attempt.
     late = net.exchange([first[1]])
     assert [m.reject for m in late if m.type == MT.SNAP_RESP] == [True]
-    # The leader restarts once, from offset 0, under a new transfer id.
-    restarted = _snaps(net.exchange([m for m in answers + late if m.to == 1]))
-    assert restarted[0].chunk.offset == 0  # type: ignore[union-attr]
-    assert {m.chunk.transfer for m in restarted} == {first[0].chunk.transfer + 1}  # type: ignore[union-attr]
+    # The leader restarts once, from offset 0, under a new transfer id (the second refusal
+    # names the abandoned attempt and is ignored).
+    refusals = [m for m in answers + late if m.to == 1 and m.reject]
+    assert len(refusals) == 2
+    restarted = _snaps(net.exchange(refusals))
+    assert _c(restarted[0]).offset == 0
+    assert {_c(m).transfer for m in restarted} == {_c(first[0]).transfer + 1}
     net.pump(restarted)
     assert net.nodes[3].applied == net.nodes[1].applied
 
@@ -208,13 +216,13 @@ def test_straggler_from_an_abandoned_transfer_does_not_disturb_the_current_one()
     net.nodes[1].raw.report_snapshot(3, failed=True)
     assert _progress_state(net, 3) == ProgressState.PROBE
     second = _start_transfer(net)
-    assert second[0].chunk.transfer > first[0].chunk.transfer  # type: ignore[union-attr]
+    assert _c(second[0]).transfer > _c(first[0]).transfer
     answers = net.exchange([second[0], first[1]])  # a chunk of the old attempt arrives late
     assert [m.reject for m in answers if m.type == MT.SNAP_RESP] == [False]
     net.pump(second[1:] + [m for m in answers if m.to == 1])
     assert net.nodes[3].applied == net.nodes[1].applied
-    transfers = {m.chunk.transfer for m in _snaps(net.trace)}  # type: ignore[union-attr]
-    assert transfers <= {first[0].chunk.transfer, second[0].chunk.transfer}  # type: ignore[union-attr]
+    transfers = {_c(m).transfer for m in _snaps(net.trace)}
+    assert transfers <= {_c(first[0]).transfer, _c(second[0]).transfer}
 
 
 def test_stalled_transfer_is_restarted_after_an_election_timeout() -> None:
@@ -246,7 +254,7 @@ def test_report_snapshot_failed_aborts_and_waits_for_a_heartbeat() -> None:
     assert not _snaps(net.exchange([m for m in answers if m.to == 1]))
     assert leader.status().progress[3].state == "probe"
     second = _start_transfer(net)
-    assert second[0].chunk.offset == 0  # type: ignore[union-attr]
+    assert _c(second[0]).offset == 0
 
 
 def test_report_snapshot_success_counts_only_once_every_chunk_was_sent() -> None:
@@ -269,7 +277,7 @@ def test_report_snapshot_success_counts_only_once_every_chunk_was_sent() -> None
 def test_image_replaced_mid_transfer_restarts_with_the_newer_image() -> None:
     net = _lagging(chunk=64)
     first = _start_transfer(net)
-    old_index = first[0].chunk.metadata.index  # type: ignore[union-attr]
+    old_index = _c(first[0]).metadata.index
     net.propose(1, b"after the first image")
     net.nodes[1].snapshot_and_compact()
     new_meta = net.nodes[1].storage.snapshot().metadata
@@ -277,7 +285,7 @@ def test_image_replaced_mid_transfer_restarts_with_the_newer_image() -> None:
     # The acknowledgements of the first chunks make the leader read on: the image is gone.
     net.pump(first)
     net.tick(2)
-    metas = [m.chunk.metadata for m in _snaps(net.trace)]  # type: ignore[union-attr]
+    metas = [_c(m).metadata for m in _snaps(net.trace)]
     assert metas[-1] == new_meta
     assert net.nodes[3].storage.snapshot().metadata == new_meta
     assert net.nodes[3].applied == net.nodes[1].applied
@@ -482,7 +490,7 @@ def test_leader_waits_for_an_image_that_includes_the_new_member() -> None:
     net.tick(2)
     # Node 4 got the image that includes it (the one before was never sent to it).
     snaps = _snaps(net.trace, to=4)
-    assert snaps and all(4 in m.chunk.metadata.conf_state.learners for m in snaps)  # type: ignore[union-attr]
+    assert snaps and all(4 in _c(m).metadata.conf_state.learners for m in snaps)
     assert net.nodes[4].applied == net.nodes[1].applied
 
 
@@ -549,7 +557,7 @@ def test_log_compacted_again_during_the_transfer_leads_to_another() -> None:
         held = [m for m in answers if m.type == MT.APP_RESP and m.from_ == 3]
         if held:
             break
-    assert held and net.nodes[3].applied_index == first[0].chunk.metadata.index  # type: ignore[union-attr]
+    assert held and net.nodes[3].applied_index == _c(first[0]).metadata.index
     # Meanwhile the leader moved on and compacted past that image.
     net.down.add(3)
     net.propose(1, b"x")
@@ -557,7 +565,7 @@ def test_log_compacted_again_during_the_transfer_leads_to_another() -> None:
     net.nodes[1].snapshot_and_compact()
     net.down.discard(3)
     again = _snaps(net.exchange(held))
-    assert again and again[0].chunk.offset == 0  # type: ignore[union-attr]
-    assert again[0].chunk.metadata == net.nodes[1].storage.snapshot().metadata  # type: ignore[union-attr]
+    assert again and _c(again[0]).offset == 0
+    assert _c(again[0]).metadata == net.nodes[1].storage.snapshot().metadata
     net.pump(again)
     assert net.nodes[3].applied == net.nodes[1].applied
