@@ -14,6 +14,7 @@ from server.api.cluster import ClusterService
 from server.api.kv import KVService
 from server.api.maintenance import MaintenanceService, RaftInfo
 from server.api.rpc import generic_handlers
+from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
 from server.datadir import DataDir
 from server.driver import Driver, DriverOptions
@@ -22,6 +23,7 @@ from server.membership import cluster_id, member_id
 from server.state import MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.watch import RevisionClock
 from server.worker import WorkerArgs
 from server.worker import main as worker_main
 
@@ -126,7 +128,10 @@ class Member:
             max_request_bytes=o.max_request_bytes,
             quota_bytes=o.quota_bytes,
         )
+        self.clock = RevisionClock(self.driver.revision)
+        self.driver.add_listener(self.clock.advance)
         impls = core_impls(self.state, self.raft_info, self.defragment)
+        impls["etcdserverpb.Watch"] = WatchService(self.state, self.clock).methods()
         self._grpc = grpc.aio.server(options=grpc_options(o))
         self._grpc.add_generic_rpc_handlers(generic_handlers(impls))  # type: ignore[arg-type]
         bound = []
@@ -151,7 +156,7 @@ class Member:
             f"/{svc}/{name}": fn
             for svc, methods in impls.items()
             for name, fn in methods.items()
-            if svc != "etcdserverpb.KV" and name != "Snapshot"
+            if svc not in ("etcdserverpb.KV", "etcdserverpb.Watch") and name != "Snapshot"
         }
         self.hub = WorkerHub(self.driver.propose, unary)  # type: ignore[arg-type]
         sock = self.datadir.ipc_path

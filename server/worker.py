@@ -21,11 +21,13 @@ from server import logs
 from server.api.kv import KVService
 from server.api.maintenance import MaintenanceService, RaftInfo
 from server.api.rpc import CallInfo, generic_handlers
+from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
 from server.ipc import PUSH_PAUSE, PUSH_RESUME, PUSH_REV, PUSH_TERM, CoreLink
 from server.state import MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.watch import RevisionClock
 
 log = logging.getLogger("ward.worker")
 
@@ -62,6 +64,9 @@ async def _serve(args: WorkerArgs) -> None:
     link = await CoreLink.connect(args.ipc_path)
     backend = Backend(args.db_path, BackendOptions(map_size=args.map_size, readonly=True))
     header = HeaderInfo(cluster_id=args.cluster_id, member_id=args.member_id, raft_term=args.term)
+    kv = KVStore(backend)
+    with backend.read() as txn:
+        clock = RevisionClock(kv.current_revision(txn))
     gate = asyncio.Event()
     gate.set()
     tasks: set[asyncio.Task[None]] = set()
@@ -71,7 +76,7 @@ async def _serve(args: WorkerArgs) -> None:
         if kind == PUSH_TERM:
             header.raft_term = value
         elif kind == PUSH_REV:
-            pass  # the watch hub of this process listens here
+            clock.advance(value)
         elif kind == PUSH_PAUSE:
             # Handlers read storage synchronously, so none is inside a read right now.
             gate.clear()
@@ -85,7 +90,6 @@ async def _serve(args: WorkerArgs) -> None:
 
     link.on_push = on_push
     link_task = asyncio.create_task(link.run())
-    kv = KVStore(backend)
     state = ServerState(
         backend=backend,
         kv=kv,
@@ -105,6 +109,7 @@ async def _serve(args: WorkerArgs) -> None:
         _, service, method = path.split("/")
         impls.setdefault(service, {})[method] = _forward(link, path)
     impls["etcdserverpb.KV"] = dict(KVService(state).methods())
+    impls["etcdserverpb.Watch"] = WatchService(state, clock).methods()
     maint = MaintenanceService(state, RaftInfo)
     impls.setdefault("etcdserverpb.Maintenance", {})["Snapshot"] = maint.snapshot
     server = grpc.aio.server(options=list(args.grpc_options))
