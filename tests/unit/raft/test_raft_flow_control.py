@@ -246,7 +246,7 @@ def test_proposals_over_the_uncommitted_limit_are_dropped() -> None:
 
 
 def test_uncommitted_size_is_forgotten_by_a_new_term() -> None:
-    node, storage = _leader(voters=(1, 2, 3), max_uncommitted_entries_size=16)
+    node, _ = _leader(voters=(1, 2, 3), max_uncommitted_entries_size=16)
     node.propose(b"x" * 16)
     with pytest.raises(UncommittedSizeExceeded):
         node.propose(b"y")
@@ -257,7 +257,7 @@ def test_uncommitted_size_is_forgotten_by_a_new_term() -> None:
 def test_conf_changes_count_against_the_uncommitted_limit() -> None:
     from server.raft import ConfChange, ConfChangeType
 
-    node, storage = _leader(voters=(1, 2, 3), max_uncommitted_entries_size=10)
+    node, _ = _leader(voters=(1, 2, 3), max_uncommitted_entries_size=10)
     node.propose(b"0123456789")
     with pytest.raises(UncommittedSizeExceeded):
         node.propose_conf_change(ConfChange(type=ConfChangeType.ADD_LEARNER_NODE, node_id=4))
@@ -274,6 +274,6 @@ def test_conf_changes_count_against_the_uncommitted_limit() -> None:
         {"max_inflight_snapshot_chunks": 0},
     ],
 )
-def test_config_rejects_out_of_range_flow_control(kwargs: dict[str, int]) -> None:
+def test_config_rejects_out_of_range_flow_control(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         Config(id=1, **kwargs)

@@ -46,7 +46,8 @@ def _snaps(msgs: list[Message], to: int = 3) -> list[Message]:
 
 
 def _start_transfer(net: Network) -> list[Message]:
-    """Heartbeat round from 1 to 3 by hand; returns the first chunks the leader sends to 3."""
+    """Heartbeats and answers between 1 and 3 by hand until the leader starts streaming to 3;
+    returns those first chunks (not delivered)."""
     net.nodes[1].raw.tick()  # heartbeat_tick is 1: the leader broadcasts heartbeats
     to3 = [m for m in net.nodes[1].drain() if m.to == 3]
     for _ in range(4):  # the follower first refuses an append it cannot attach
@@ -261,7 +262,6 @@ def test_report_snapshot_success_counts_only_once_every_chunk_was_sent() -> None
     net = _lagging(chunk=64)
     _start_transfer(net)
     leader = net.nodes[1].raw
-    pending = leader.status().progress[3].pending_snapshot
     leader.report_snapshot(3, failed=False)  # mid-transfer: ignored
     assert leader.status().progress[3].state == "snapshot"
     # A one-chunk image: once sent, a success report moves to probing past it (etcd).
@@ -336,7 +336,7 @@ def test_storage_without_reader_has_its_image_sliced(image: bytes) -> None:
     msgs: list[Message] = []
     chunks: list[SnapshotChunk] = []
     for _ in range(30):
-        for nid, (node, store) in nodes.items():
+        for node, store in nodes.values():
             while node.has_ready():
                 rd = node.ready()
                 for c in rd.snapshot_chunks:
@@ -348,7 +348,6 @@ def test_storage_without_reader_has_its_image_sliced(image: bytes) -> None:
                 store.append(rd.entries)
                 msgs.extend(rd.messages)
                 node.advance(rd)
-            del nid
         batch, msgs = msgs, []
         for m in batch:
             if m.type == MT.SNAP and m.chunk is not None:
@@ -391,6 +390,23 @@ def test_snapshot_not_needed_is_answered_without_staging() -> None:
         assert [(m.type, m.index) for m in rd.messages] == [(MT.APP_RESP, commit)]
         node.advance(rd)
     assert raft_of(node).log.last_index() == 3
+
+
+def test_image_older_than_our_own_compacted_log_is_not_installed() -> None:
+    # The follower compacted past index 5 itself: an image at 5 would roll it back.
+    cs = ConfState(voters=(1, 2))
+    storage = MemoryStorage(conf_state=cs)
+    storage.append([Entry(term=1, index=i) for i in range(1, 11)])
+    storage.set_hard_state(HardState(term=1, commit=10))
+    storage.create_snapshot(8, cs, b"newer image")
+    storage.compact(8)
+    node = RawNode(Config(id=2, applied=10, rng=random.Random(0)), storage)
+    meta = SnapshotMetadata(conf_state=cs, index=5, term=1)
+    chunk = SnapshotChunk(metadata=meta, data=b"older image", checksum=zlib.crc32(b"older image"))
+    node.step(Message(type=MT.SNAP, to=2, from_=1, term=1, chunk=chunk))
+    rd = node.ready()
+    assert rd.snapshot is None and rd.snapshot_chunks == []
+    assert [(m.type, m.index) for m in rd.messages] == [(MT.APP_RESP, 10)]
 
 
 def test_snapshot_of_a_configuration_without_us_is_ignored() -> None:
