@@ -8,6 +8,7 @@ entries can share one lmdb transaction.
 
 from __future__ import annotations
 
+import collections
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import lmdb
 
 from server import errors
 from server.errors import EtcdError
+from server.lessor import MAX_LEASE_TTL
 from server.storage.backend import Backend
 from server.storage.mvcc import FROM_KEY, Item, KVStore, KVWriter
 from server.wire import (
@@ -71,11 +73,24 @@ class Applier:
             "txn": self._txn,
             "compaction": self._compaction,
             "alarm": self._alarm,
+            "lease_grant": self._lease_grant,
+            "lease_revoke": self._lease_revoke,
+            "lease_expire": self._lease_expire,
         }
+        # etcd's minimum lease TTL; the member sets it from its election timeout.
+        self.min_lease_ttl = 1
+        # Lease grants (ID, TTL) and removals (ID, 0) of the entries applied so far, for the
+        # core process's lessor to take after each commit (see server/lessor.py).
+        self.lease_changes: collections.deque[tuple[int, int]] = collections.deque()
+        self._entry_leases: list[tuple[int, int]] = []
+        self._request_id = 0
 
     def apply(self, txn: lmdb.Transaction, data: bytes) -> Applied:
         entry = peer_pb2.Entry.FromString(data)
         kind = entry.WhichOneof("request")
+        # A lease granted without an ID takes one derived from the entry (see _lease_grant).
+        self._request_id = entry.header.id
+        self._entry_leases = []
         w = self._kv.writer(txn)
         try:
             handler = self._handlers.get(kind or "")
@@ -84,12 +99,18 @@ class Applier:
             resp = handler(txn, w, getattr(entry, kind))  # type: ignore[arg-type]
         except EtcdError as e:
             return Applied(entry.header.id, None, e, w.revision)
+        # Only an entry that applied whole tells the lessor; a failed one is rolled back.
+        self.lease_changes.extend(self._entry_leases)
         return Applied(entry.header.id, resp, None, w.revision)
 
     # ---- KV ----
 
     def _put(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.PutRequest) -> bytes:
         self._check_space(txn)
+        # A plain put checks its lease before its key, a put inside a txn the other way
+        # round: both as etcd does, so the same request gets the same error.
+        if r.lease and not self.lease_exists(txn, r.lease):
+            raise errors.LEASE_NOT_FOUND
         self._check_put(txn, w, r)
         body = self._do_put(txn, w, r)
         rev = w.finish()
@@ -157,19 +178,24 @@ class Applier:
     def _check_ops(
         self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.TxnRequest, path: _Path
     ) -> None:
-        """Every precondition of the ops that will run, at every nesting depth."""
-        for op in _branch(r, path.next()):
-            which = op.WhichOneof("request")
-            if which == "request_put":
-                self._check_put(txn, w, op.request_put)
-            elif which == "request_txn":
-                self._check_ops(txn, w, op.request_txn, path)
-            elif which == "request_range":
-                rr = op.request_range
-                if rr.revision > w.revision:
-                    raise errors.FUTURE_REV
-                if 0 < rr.revision < self._kv.compact_revision(txn):
-                    raise errors.COMPACTED
+        """Every precondition of the ops that will run, at every nesting depth.
+
+        As etcd's applyTxn: all puts first, then all ranges, so the same request gets the same
+        error whatever the order of its ops.
+        """
+        puts: list[rpc_pb2.PutRequest] = []
+        ranges: list[rpc_pb2.RangeRequest] = []
+        _collect(r, path, puts, ranges)
+        for put in puts:
+            self._check_put(txn, w, put)
+        compacted = self._kv.compact_revision(txn)
+        for rr in ranges:
+            if rr.revision == 0:
+                continue
+            if rr.revision > w.revision:
+                raise errors.FUTURE_REV
+            if rr.revision < compacted:
+                raise errors.COMPACTED
 
     def _run_txn(
         self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.TxnRequest, path: _Path
@@ -192,7 +218,7 @@ class Applier:
             elif which == "request_txn":
                 ok = path.peek()
                 body = self._run_txn(txn, w, op.request_txn, path)
-                resp = field_message(1, field_varint(3, w.revision)) + field_bool(2, ok) + body
+                resp = field_bool(2, ok) + body  # etcd leaves a nested txn's header empty
                 parts.append(field_message(3, field_message(4, resp)))
             else:
                 parts.append(field_message(3, b""))
@@ -204,6 +230,9 @@ class Applier:
             self._kv._range_current(txn, c.key, end) if end else _single(self._kv.get(txn, c.key))
         )
         target = c.target
+        if target not in _TARGETS:
+            # etcd's compareKV leaves the result 0 for a target it does not know.
+            return c.result == Compare.EQUAL
         if not items:
             if target == Compare.VALUE:
                 # A missing key has no value to compare: etcd fails such a compare.
@@ -237,6 +266,7 @@ class Applier:
             or r.max_create_revision
         )
         fetch_all = r.sort_order != RangeRequest.NONE or filtered
+        limit = r.limit if r.limit > 0 else 0  # etcd ignores a negative limit
         cur = kv.current_revision(txn) if current is None else current
         res = kv.range(
             txn,
@@ -244,9 +274,9 @@ class Applier:
             r.range_end,
             rev=r.revision,
             current=cur,
-            limit=0 if fetch_all or r.count_only else r.limit + 1 if r.limit else 0,
+            limit=0 if fetch_all or r.count_only or not limit else limit + 1,
         )
-        items = res.items
+        items = [] if r.count_only else res.items
         if filtered:
             items = [it for it in items if _keep(it, r)]
         order = r.sort_order
@@ -258,8 +288,8 @@ class Applier:
         ):
             items = _sorted(txn, kv, items, target, order == RangeRequest.DESCEND)
         more = False
-        if r.limit and len(items) > r.limit:
-            items = items[: r.limit]
+        if limit and len(items) > limit:
+            items = items[:limit]
             more = True
         kvs = [] if r.count_only else [kv.encoded(txn, it, keys_only=r.keys_only) for it in items]
         # etcd answers with the current revision, whatever revision was read.
@@ -314,10 +344,78 @@ class Applier:
         if self.no_space(txn):
             raise errors.NO_SPACE
 
-    # ---- leases (the lessor fills the table; see server/lessor.py) ----
+    # ---- leases (deadlines live in the core's lessor; see server/lessor.py) ----
 
     def lease_exists(self, txn: lmdb.Transaction, lease_id: int) -> bool:
         return txn.get(_LEASE.pack(lease_id), db=self._b.lease) is not None
+
+    def leases(self, txn: lmdb.Transaction) -> list[tuple[int, int]]:
+        """Every lease as (ID, granted TTL)."""
+        cur = txn.cursor(db=self._b.lease)
+        return [(_LEASE.unpack(k)[0], _LEASE.unpack(v)[0]) for k, v in cur.iternext()]
+
+    def lease_keys(self, txn: lmdb.Transaction, lease_id: int) -> list[bytes]:
+        """The keys attached to a lease, in key order."""
+        prefix = _LEASE.pack(lease_id)
+        out: list[bytes] = []
+        cur = txn.cursor(db=self._b.leasekeys)
+        if cur.set_range(prefix):
+            for k in cur.iternext(values=False):
+                if not k.startswith(prefix):
+                    break
+                out.append(k[8:])
+        return out
+
+    def _lease_grant(
+        self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.LeaseGrantRequest
+    ) -> bytes:
+        self._check_space(txn)
+        # etcd's order: the TTL ceiling, then the floor, then whether the ID is taken.
+        if r.TTL > MAX_LEASE_TTL:
+            raise errors.LEASE_TTL_TOO_LARGE
+        ttl = max(r.TTL, self.min_lease_ttl)
+        lid = r.ID
+        if lid == 0:
+            # etcd picks the ID from its request ID generator before proposing; Ward derives it
+            # from the entry's request ID, which is the same generator, so every member picks
+            # the same one. Only positive IDs; a taken one moves on to the next free ID.
+            lid = (self._request_id & ((1 << 63) - 1)) or 1
+            while self.lease_exists(txn, lid):
+                lid = lid % ((1 << 63) - 1) + 1
+        elif self.lease_exists(txn, lid):
+            raise errors.LEASE_EXIST
+        txn.put(_LEASE.pack(lid), _LEASE.pack(ttl), db=self._b.lease)
+        self._entry_leases.append((lid, ttl))
+        header = self._header.header(w.revision)
+        return field_message(1, header) + field_varint(2, lid) + field_varint(3, ttl)
+
+    def _lease_revoke(
+        self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.LeaseRevokeRequest
+    ) -> bytes:
+        if not self.lease_exists(txn, r.ID):
+            raise errors.LEASE_NOT_FOUND
+        self._revoke(txn, w, r.ID)
+        return field_message(1, self._header.header(w.finish()))
+
+    def _lease_expire(self, txn: lmdb.Transaction, w: KVWriter, r: peer_pb2.LeaseExpire) -> bytes:
+        for lid in r.ids:
+            # Already revoked (by a client, or by an earlier expiry proposal): nothing to do, so
+            # a lease never expires twice.
+            if self.lease_exists(txn, lid):
+                self._revoke(txn, w, lid)
+                w.finish()  # each lease's keys go in a revision of their own, as in etcd
+        return b""
+
+    def _revoke(self, txn: lmdb.Transaction, w: KVWriter, lid: int) -> None:
+        """Delete the lease's keys (in key order, one revision) and then the lease."""
+        for key in self.lease_keys(txn, lid):
+            item = self._kv.get(txn, key)
+            if item is not None and item.lease == lid:
+                w.delete_item(item)  # drops the leasekeys entry too
+            else:
+                txn.delete(_LEASE.pack(lid) + key, db=self._b.leasekeys)
+        txn.delete(_LEASE.pack(lid), db=self._b.lease)
+        self._entry_leases.append((lid, 0))
 
 
 def _single(item: Item | None) -> list[Item]:
@@ -355,6 +453,26 @@ def _has_put(ops: list[rpc_pb2.RequestOp]) -> bool:
         ):
             return True
     return False
+
+
+_TARGETS = frozenset(Compare.CompareTarget.values())
+
+
+def _collect(
+    r: rpc_pb2.TxnRequest,
+    path: _Path,
+    puts: list[rpc_pb2.PutRequest],
+    ranges: list[rpc_pb2.RangeRequest],
+) -> None:
+    """The puts and ranges on the path the txn will take, nested txns included."""
+    for op in _branch(r, path.next()):
+        which = op.WhichOneof("request")
+        if which == "request_put":
+            puts.append(op.request_put)
+        elif which == "request_range":
+            ranges.append(op.request_range)
+        elif which == "request_txn":
+            _collect(op.request_txn, path, puts, ranges)
 
 
 def _target_int(c: rpc_pb2.Compare) -> int:

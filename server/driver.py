@@ -18,6 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import grpc
+
 from server import errors
 from server.apply import Applied, Applier, HeaderInfo
 from server.errors import EtcdError
@@ -26,6 +28,7 @@ from server.raft.types import StateType
 from server.storage.backend import Backend
 from server.storage.raftlog import RaftLog
 from server.wire import field_message, field_varint
+from wardpb.peerpb import peer_pb2
 
 log = logging.getLogger("ward.driver")
 
@@ -34,6 +37,9 @@ INLINE_ENTRIES = 2
 
 # Log entries kept behind the applied index when the log is compacted, for slow followers.
 LOG_KEEP = 5000
+# The log is also compacted once it holds this many bytes, keeping fewer entries.
+LOG_MAX_BYTES = 256 << 20
+LOG_KEEP_SHORT = 100
 
 Listener = Callable[[int], None]
 
@@ -129,10 +135,11 @@ class Driver:
         """
         if self._stopped:
             raise errors.STOPPED
-        if len(request) > self._opts.max_request_bytes:
-            raise errors.REQUEST_TOO_LARGE
         rid = next(self._ids)
         data = field_message(1, field_varint(1, rid) + header) + field_message(field, request)
+        # etcd measures the internal Raft request (header included), so does Ward.
+        if len(data) > self._opts.max_request_bytes:
+            raise errors.REQUEST_TOO_LARGE
         fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiters[rid] = fut
         self._pending.append(data)
@@ -214,8 +221,6 @@ class Driver:
                 self._answer(results)
 
     def _fail_batch(self, batch: list[bytes]) -> None:
-        from wardpb.peerpb import peer_pb2
-
         for data in batch:
             rid = peer_pb2.Entry.FromString(data).header.id
             fut = self._waiters.get(rid)
@@ -278,11 +283,13 @@ class Driver:
                 first = self.raftlog.first_index()
                 if last - first > self._opts.snapshot_count + LOG_KEEP:
                     self.raftlog.compact(txn, last - LOG_KEEP)
+                elif last - first > LOG_KEEP_SHORT and self._b.raftlog_bytes(txn) > LOG_MAX_BYTES:
+                    # Large entries: bound the log by size too, so it never outgrows the map.
+                    self.raftlog.compact(txn, last - LOG_KEEP_SHORT)
         return results
 
 
 def _internal_error(data: bytes) -> Applied:
-    import grpc
 
     from wardpb.peerpb import peer_pb2
 

@@ -10,14 +10,16 @@ Frame: u32 length of the rest, u32 request id, u8 kind, payload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import struct
 from collections.abc import Awaitable, Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from server.api.rpc import CallInfo
+from server.api.rpc import CallInfo, decode_error
 from server.errors import CODE_BY_VALUE, EtcdError
 
 log = logging.getLogger("ward.ipc")
@@ -37,6 +39,7 @@ PUSH_PAUSE = 22  # payload: u64 sequence; close the environment, then answer PAU
 PUSH_RESUME = 23  # payload: u64 sequence; reopen the environment
 # worker -> core
 PAUSED = 3  # payload: u64 sequence of the PUSH_PAUSE this answers
+SERVING = 4  # the worker's listeners are up
 
 _U64 = struct.Struct(">Q")
 
@@ -122,6 +125,9 @@ class CoreLink:
     async def propose(self, field: int, request: bytes, *, header: bytes = b"") -> bytes:
         return await self._request(PROPOSE, bytes((field,)) + _strs(header) + request)
 
+    async def serving(self) -> None:
+        await self._request(SERVING, b"")
+
     async def paused(self, seq: int) -> None:
         await self._request(PAUSED, _U64.pack(seq))
 
@@ -143,6 +149,7 @@ class WorkerHub:
         self._propose = propose
         self._handlers = handlers
         self._writers: set[asyncio.StreamWriter] = set()
+        self._serving: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.base_events.Server | None = None
         self._pause_seq = 0
@@ -153,10 +160,24 @@ class WorkerHub:
         self._server = await asyncio.start_unix_server(self._serve, path=path)
 
     async def stop(self) -> None:
+        """Close every link; each worker leaves as soon as it sees its link end."""
         if self._server is not None:
             self._server.close()
-        for w in list(self._writers):
+        writers = list(self._writers)
+        for w in writers:
             w.close()
+        for w in writers:
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
+
+    async def wait_connected(self, n: int, timeout: float) -> bool:
+        """Wait until `n` workers serve; False on timeout."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self._serving) < n:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     def push(self, kind: int, value: int) -> None:
         data = frame(0, kind, _U64.pack(value))
@@ -188,6 +209,7 @@ class WorkerHub:
             pass
         finally:
             self._writers.discard(writer)
+            self._serving.discard(writer)
             writer.close()
 
     async def _handle(
@@ -198,6 +220,9 @@ class WorkerHub:
                 field = payload[0]
                 (header,), off = _read_strs(payload[1:], 1)
                 resp = await self._propose(field, payload[1 + off :], header=header)
+            elif kind == SERVING:
+                self._serving.add(writer)
+                resp = b""
             elif kind == PAUSED:
                 if _U64.unpack(payload)[0] == self._pause_seq:
                     self._paused.add(writer)
@@ -214,8 +239,9 @@ class WorkerHub:
             else:
                 raise EtcdError(grpc.StatusCode.INTERNAL, f"unknown frame kind {kind}")
             out = frame(rid, OK, resp)
-        except EtcdError as e:
-            out = frame(rid, ERROR, _U16.pack(e.code.value[0]) + e.message.encode())
+        except (EtcdError, DecodeError) as e:
+            err = decode_error(e) if isinstance(e, DecodeError) else e
+            out = frame(rid, ERROR, _U16.pack(err.code.value[0]) + err.message.encode())
         except Exception:
             log.exception("internal error serving a worker request")
             internal = grpc.StatusCode.INTERNAL.value[0]

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 import grpc
 
 from server.api.cluster import ClusterService
+from server.api.election import ElectionService
 from server.api.kv import KVService
+from server.api.lease import INTERNAL_SERVICE, LeaseService
+from server.api.lock import LockService
 from server.api.maintenance import MaintenanceService, RaftInfo
 from server.api.rpc import generic_handlers
 from server.api.watch import WatchService
@@ -19,13 +22,15 @@ from server.apply import Applier, HeaderInfo
 from server.datadir import DataDir
 from server.driver import Driver, DriverOptions
 from server.ipc import PUSH_REV, PUSH_TERM, WorkerHub
+from server.lessor import LeaseExpirer, Lessor, min_lease_ttl
 from server.membership import cluster_id, member_id
-from server.state import MemberInfo, ServerState
+from server.state import ENTRY_LEASE_EXPIRE, MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
 from server.watch import RevisionClock
 from server.worker import WorkerArgs
 from server.worker import main as worker_main
+from wardpb.peerpb import peer_pb2
 
 log = logging.getLogger("ward.server")
 
@@ -35,6 +40,12 @@ MAP_HEADROOM = 1 << 30
 # gRPC's receive limit sits above --max-request-bytes as etcd's does, so that a request a little
 # over the limit gets etcd's "request is too large" rather than a transport error.
 GRPC_OVERHEAD_BYTES = 512 * 1024
+WORKER_START_TIMEOUT_S = 30.0
+# Services worker processes serve themselves; the core answers the rest of their unary calls.
+# (Lock and Election run their recipes where the call is, so that a client's cancellation
+# reaches them; streaming calls cannot be forwarded over the link at all.)
+WORKER_LOCAL = ("etcdserverpb.KV", "etcdserverpb.Watch", "v3lockpb.Lock", "v3electionpb.Election")
+STREAMING = ("Snapshot", "LeaseKeepAlive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,8 @@ class Member:
         self.ports: list[int] = []
         self._grpc: grpc.aio.Server | None = None
         self.driver: Driver | None = None
+        self.lessor: Lessor | None = None
+        self._expirer: LeaseExpirer | None = None
         self.backend: Backend | None = None
         self.state: ServerState | None = None
         self.hub: WorkerHub | None = None
@@ -92,6 +105,8 @@ class Member:
         header = HeaderInfo(cluster_id=cid, member_id=mid)
         kv = KVStore(self.backend)
         applier = Applier(self.backend, kv, header)
+        election_ticks = max(2, o.election_ms // o.heartbeat_ms)
+        applier.min_lease_ttl = min_lease_ttl(election_ticks, o.heartbeat_ms)
         self.driver = Driver(
             self.backend,
             applier,
@@ -100,12 +115,15 @@ class Member:
                 member_id=mid,
                 voters=tuple(sorted(ids.values())),
                 tick_ms=o.heartbeat_ms,
-                election_ticks=max(2, o.election_ms // o.heartbeat_ms),
+                election_ticks=election_ticks,
                 snapshot_count=o.snapshot_count,
                 max_request_bytes=o.max_request_bytes,
             ),
         )
+        self.lessor = self._start_lessor(applier, election_ticks * o.heartbeat_ms / 1000)
         await self.driver.start()
+        assert self._expirer is not None
+        self._expirer.start()
         members = [
             MemberInfo(
                 id=ids[name],
@@ -132,8 +150,17 @@ class Member:
         self.driver.add_listener(self.clock.advance)
         impls = core_impls(self.state, self.raft_info, self.defragment)
         impls["etcdserverpb.Watch"] = WatchService(self.state, self.clock).methods()
+        leases = LeaseService(self.state, self.lessor, self._expirer, self.clock)
+        impls["etcdserverpb.Lease"] = leases.methods()
+        impls[INTERNAL_SERVICE] = dict(leases.internal_methods())
+        impls["v3lockpb.Lock"] = dict(LockService(self.state, self.clock).methods())
+        impls["v3electionpb.Election"] = ElectionService(self.state, self.clock).methods()
         self._grpc = grpc.aio.server(options=grpc_options(o))
-        self._grpc.add_generic_rpc_handlers(generic_handlers(impls))  # type: ignore[arg-type]
+        handlers = generic_handlers(
+            impls,  # type: ignore[arg-type]
+            max_message_bytes=o.max_request_bytes + GRPC_OVERHEAD_BYTES,
+        )
+        self._grpc.add_generic_rpc_handlers(handlers)
         bound = []
         for addr in o.listen_client:
             port = self._grpc.add_insecure_port(addr)
@@ -156,7 +183,7 @@ class Member:
             f"/{svc}/{name}": fn
             for svc, methods in impls.items()
             for name, fn in methods.items()
-            if svc not in ("etcdserverpb.KV", "etcdserverpb.Watch") and name != "Snapshot"
+            if svc not in WORKER_LOCAL and name not in STREAMING
         }
         self.hub = WorkerHub(self.driver.propose, unary)  # type: ignore[arg-type]
         sock = self.datadir.ipc_path
@@ -186,6 +213,7 @@ class Member:
                 term=self.state.header.raft_term,
                 max_txn_ops=o.max_txn_ops,
                 max_request_bytes=o.max_request_bytes,
+                max_message_bytes=o.max_request_bytes + GRPC_OVERHEAD_BYTES,
                 quota_bytes=o.quota_bytes,
                 forwarded=tuple(unary),
                 log_level=o.log_level,
@@ -195,6 +223,31 @@ class Member:
         ]
         self._worker_args = args
         self._procs = [_spawn(a) for a in args]
+        # "ready" must mean every serving process is up: scripts start using the port then.
+        if not await self.hub.wait_connected(len(args), timeout=WORKER_START_TIMEOUT_S):
+            log.warning("not every worker linked up in time; serving with those that did")
+
+    def _start_lessor(self, applier: Applier, extend: float) -> Lessor:
+        """The lessor: loaded from storage, then fed by the apply path after every commit."""
+        assert self.backend is not None and self.driver is not None
+        driver = self.driver
+        lessor = Lessor(min_ttl=applier.min_lease_ttl, extend=extend)
+        with self.backend.read() as txn:
+            lessor.recover(applier.leases(txn))
+
+        def take_changes(rev: int) -> None:
+            changes = applier.lease_changes
+            while changes:
+                lessor.apply((changes.popleft(),))
+
+        driver.add_listener(take_changes)
+
+        async def revoke(ids: list[int]) -> object:
+            entry = peer_pb2.LeaseExpire(ids=ids).SerializeToString()
+            return await driver.propose(ENTRY_LEASE_EXPIRE, entry)
+
+        self._expirer = LeaseExpirer(lessor, is_leader=lambda: driver.is_leader, revoke=revoke)
+        return lessor
 
     async def _housekeep(self) -> None:
         """Restart dead workers; clear lmdb reader slots left by killed processes."""
@@ -249,10 +302,14 @@ class Member:
         self._stopping = True
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        if self._expirer is not None:
+            await self._expirer.stop()
         if self.hub is not None:
             await self.hub.stop()
+        loop = asyncio.get_running_loop()
         for proc in self._procs:
-            proc.join(timeout=2)
+            # Joined off the loop: the loop must stay free to finish closing the links.
+            await loop.run_in_executor(None, proc.join, 2)
             if proc.is_alive():
                 proc.kill()
         if self._grpc is not None:
@@ -266,7 +323,9 @@ class Member:
 
 def grpc_options(o: ServerOptions) -> list[tuple[str, int]]:
     opts = [
-        ("grpc.max_receive_message_length", o.max_request_bytes + GRPC_OVERHEAD_BYTES),
+        # The transport takes more than the limit so that the RPC layer can refuse with
+        # grpc-go's wording (etcd's clients see that); far larger messages stop at the core.
+        ("grpc.max_receive_message_length", 4 * (o.max_request_bytes + GRPC_OVERHEAD_BYTES)),
         ("grpc.max_send_message_length", 2**31 - 1),
         ("grpc.so_reuseport", 1),
     ]

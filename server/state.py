@@ -18,6 +18,7 @@ ENTRY_COMPACTION = 6
 ENTRY_LEASE_GRANT = 7
 ENTRY_LEASE_REVOKE = 8
 ENTRY_ALARM = 9
+ENTRY_LEASE_EXPIRE = 10
 
 # The etcd API version Ward answers to (clients gate features on it).
 API_VERSION = "3.5.0"

@@ -12,13 +12,17 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import struct
 from dataclasses import dataclass
 
 import grpc
 
 from server import logs
+from server.api.election import ElectionService
 from server.api.kv import KVService
+from server.api.lease import KEEPALIVE_ONCE, keep_alive_stream
+from server.api.lock import LockService
 from server.api.maintenance import MaintenanceService, RaftInfo
 from server.api.rpc import CallInfo, generic_handlers
 from server.api.watch import WatchService
@@ -46,6 +50,7 @@ class WorkerArgs:
     term: int
     max_txn_ops: int
     max_request_bytes: int
+    max_message_bytes: int
     quota_bytes: int
     forwarded: tuple[str, ...]  # "/service/method" paths answered by the core
     log_level: str = "info"
@@ -53,6 +58,10 @@ class WorkerArgs:
 
 
 def main(args: WorkerArgs) -> None:
+    # A signal to the whole process group is for the core to act on: the worker leaves when
+    # the core closes its link, after the core has stopped taking requests.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.setup(level=args.log_level, outputs=list(args.log_outputs))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
@@ -89,7 +98,7 @@ async def _serve(args: WorkerArgs) -> None:
             gate.set()
 
     link.on_push = on_push
-    link_task = asyncio.create_task(link.run())
+    link_task = asyncio.create_task(link.run())  # referenced until the process exits
     state = ServerState(
         backend=backend,
         kv=kv,
@@ -110,17 +119,30 @@ async def _serve(args: WorkerArgs) -> None:
         impls.setdefault(service, {})[method] = _forward(link, path)
     impls["etcdserverpb.KV"] = dict(KVService(state).methods())
     impls["etcdserverpb.Watch"] = WatchService(state, clock).methods()
+    # Only the core has the lessor: each keep-alive of a stream is one call to it.
+    impls.setdefault("etcdserverpb.Lease", {})["LeaseKeepAlive"] = keep_alive_stream(
+        _forward(link, KEEPALIVE_ONCE)
+    )
+    impls["v3lockpb.Lock"] = dict(LockService(state, clock).methods())
+    impls["v3electionpb.Election"] = ElectionService(state, clock).methods()
     maint = MaintenanceService(state, RaftInfo)
     impls.setdefault("etcdserverpb.Maintenance", {})["Snapshot"] = maint.snapshot
     server = grpc.aio.server(options=list(args.grpc_options))
-    server.add_generic_rpc_handlers(generic_handlers(impls))  # type: ignore[arg-type]
+    handlers = generic_handlers(
+        impls,  # type: ignore[arg-type]
+        max_message_bytes=args.max_message_bytes,
+    )
+    server.add_generic_rpc_handlers(handlers)
     for addr in args.addresses:
         server.add_insecure_port(addr)
     await server.start()
+    await link.serving()
     log.debug("worker serving", extra={"worker": args.index, "pid": os.getpid()})
     await link.closed.wait()
-    link_task.cancel()
-    await server.stop(grace=None)
+    del link_task
+    # The core is gone or going: nothing this worker holds is worth a graceful stop, and a
+    # worker must never outlive its core (it would serve reads nobody updates).
+    os._exit(0)
 
 
 def _forward(link: CoreLink, path: str):  # type: ignore[no-untyped-def]

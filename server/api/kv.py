@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from server import errors
 from server.api.rpc import CallInfo, Unary
 from server.api.validate import check_delete, check_put, check_range, check_txn
@@ -15,10 +17,15 @@ from server.state import (
 )
 from wardpb.etcdserverpb import rpc_pb2
 
+# How stale the quota's view of used space may be; counting pages costs tens of microseconds.
+QUOTA_RECHECK_S = 0.05
+
 
 class KVService:
     def __init__(self, state: ServerState) -> None:
         self._s = state
+        self._quota_used = 0
+        self._quota_at = 0.0
 
     def methods(self) -> dict[str, Unary]:
         return {
@@ -57,22 +64,40 @@ class KVService:
             s = self._s
             with s.backend.read() as txn:
                 return s.reader.read_txn(txn, r)
-        await self._check_quota(len(request))
+        if _puts(r):
+            # etcd's quota costs only puts: a delete-only txn can free space past the quota.
+            await self._check_quota(len(request))
         return await self._s.proposer.propose(ENTRY_TXN, request)
 
     async def compact(self, request: bytes, call: CallInfo) -> bytes:
+        # Decoded here so that bytes that are no request never reach the replicated log.
+        rpc_pb2.CompactionRequest.FromString(request)
         return await self._s.proposer.propose(ENTRY_COMPACTION, request)
 
     async def _check_quota(self, cost: int) -> None:
         """etcd's quota: past it, raise the NOSPACE alarm and refuse the write."""
         s = self._s
-        if s.backend.size() + cost <= s.quota_bytes:
+        now = time.monotonic()
+        if now - self._quota_at > QUOTA_RECHECK_S:
+            self._quota_used = s.backend.quota_used()
+            self._quota_at = now
+        if self._quota_used + cost <= s.quota_bytes:
             return
+        self._quota_at = 0.0  # look again next time: a compaction may have freed pages
         alarm = rpc_pb2.AlarmRequest(
             action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=s.member_id, alarm=rpc_pb2.NOSPACE
         )
         await s.proposer.propose(ENTRY_ALARM, alarm.SerializeToString())
         raise errors.NO_SPACE
+
+
+def _puts(r: rpc_pb2.TxnRequest) -> bool:
+    for ops in (r.success, r.failure):
+        for op in ops:
+            which = op.WhichOneof("request")
+            if which == "request_put" or (which == "request_txn" and _puts(op.request_txn)):
+                return True
+    return False
 
 
 def _writes(r: rpc_pb2.TxnRequest) -> bool:

@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
-from server.errors import EtcdError
+from server.errors import EtcdError, grpc_too_large
 from wardpb.etcdserverpb import rpc_pb2
 from wardpb.v3electionpb import v3election_pb2
 from wardpb.v3lockpb import v3lock_pb2
@@ -64,24 +65,37 @@ async def _abort(context: grpc.aio.ServicerContext, e: EtcdError) -> None:
     await context.abort(e.code, e.message)
 
 
-def _unary(fn: Unary) -> grpc.RpcMethodHandler:
+def decode_error(e: DecodeError) -> EtcdError:
+    """What grpc-go answers (under etcd) for bytes that are not the request message."""
+    return EtcdError(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {e}")
+
+
+def _unary(fn: Unary, limit: int) -> grpc.RpcMethodHandler:
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
+            if len(request) > limit:
+                raise grpc_too_large(len(request), limit)
             return await fn(request, call_info(context))
         except EtcdError as e:
             await _abort(context, e)
-            raise AssertionError("unreachable") from None
+        except DecodeError as e:
+            await _abort(context, decode_error(e))
+        raise AssertionError("unreachable")
 
     return grpc.unary_unary_rpc_method_handler(handle)
 
 
-def _server_stream(fn: ServerStream) -> grpc.RpcMethodHandler:
+def _server_stream(fn: ServerStream, limit: int) -> grpc.RpcMethodHandler:
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         try:
+            if len(request) > limit:
+                raise grpc_too_large(len(request), limit)
             async for chunk in fn(request, call_info(context)):
                 yield chunk
         except EtcdError as e:
             await _abort(context, e)
+        except DecodeError as e:
+            await _abort(context, decode_error(e))
 
     return grpc.unary_stream_rpc_method_handler(handle)
 
@@ -95,6 +109,8 @@ def _bidi(fn: BidiStream) -> grpc.RpcMethodHandler:
                 yield chunk
         except EtcdError as e:
             await _abort(context, e)
+        except DecodeError as e:
+            await _abort(context, decode_error(e))
 
     return grpc.stream_stream_rpc_method_handler(handle)
 
@@ -121,8 +137,13 @@ def _unimplemented(service: str, method: str, streaming_in: bool, streaming_out:
 
 def generic_handlers(
     impls: dict[str, dict[str, Unary | ServerStream | BidiStream]],
+    *,
+    max_message_bytes: int,
 ) -> list[grpc.GenericRpcHandler]:
-    """One generic handler per service of etcd's API; methods not in `impls` are Unimplemented."""
+    """One generic handler per service of etcd's API; methods not in `impls` are Unimplemented.
+
+    `max_message_bytes` is etcd's gRPC receive limit (--max-request-bytes plus overhead).
+    """
     out = []
     for full, desc in SERVICES.items():
         given = impls.get(full, {})
@@ -135,8 +156,8 @@ def generic_handlers(
             elif cs and ss:
                 table[m.name] = _bidi(fn)  # type: ignore[arg-type]
             elif ss:
-                table[m.name] = _server_stream(fn)  # type: ignore[arg-type]
+                table[m.name] = _server_stream(fn, max_message_bytes)  # type: ignore[arg-type]
             else:
-                table[m.name] = _unary(fn)  # type: ignore[arg-type]
+                table[m.name] = _unary(fn, max_message_bytes)  # type: ignore[arg-type]
         out.append(grpc.method_handlers_generic_handler(full, table))
     return out

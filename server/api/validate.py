@@ -6,6 +6,7 @@ import grpc
 
 from server import errors
 from server.errors import EtcdError
+from server.storage.backend import MAX_KEY_SIZE
 from wardpb.etcdserverpb import rpc_pb2
 
 INVALID_SORT = EtcdError(grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: invalid sort option")
@@ -24,6 +25,8 @@ def check_range(r: rpc_pb2.RangeRequest) -> None:
 def check_put(r: rpc_pb2.PutRequest) -> None:
     if not r.key:
         raise errors.EMPTY_KEY
+    if len(r.key) > MAX_KEY_SIZE:
+        raise errors.KEY_TOO_LARGE
     if r.ignore_value and r.value:
         raise errors.VALUE_PROVIDED
     if r.ignore_lease and r.lease:
@@ -62,7 +65,10 @@ def _check_txn_ops(r: rpc_pb2.TxnRequest, max_txn_ops: int) -> None:
             elif which == "request_delete_range":
                 check_delete(op.request_delete_range)
             elif which == "request_txn":
-                _check_txn_ops(op.request_txn, max_txn_ops)
+                # etcd counts the parent's ops against a nested txn's allowance.
+                _check_txn_ops(op.request_txn, max_txn_ops - len(ops))
+            else:
+                raise errors.KEY_NOT_FOUND  # an empty op: etcd's checkRequestOp says so
 
 
 class _Deletes:

@@ -132,6 +132,28 @@ class Backend:
         tmp.rmdir()
         self._open()
 
+    def quota_used(self) -> int:
+        """Bytes the quota counts: live pages of the keyspace, leases and auth tables.
+
+        Unlike etcd's file size, pages freed by compaction stop counting at once (no
+        defragmentation needed to get under the quota again), and the Raft log, which etcd
+        keeps outside its database, does not count.
+        """
+        psize = self.env.stat()["psize"]
+        pages = 0
+        with self.env.begin() as txn:
+            for db in (self.meta, self.hist, self.cur, self.keyrev, self.lease, self.leasekeys,
+                       self.auth, self.members):
+                st = txn.stat(db)
+                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return pages * psize
+
+    def raftlog_bytes(self, txn: lmdb.Transaction) -> int:
+        st = txn.stat(self.raftlog)
+        return (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * self.env.stat()[
+            "psize"
+        ]
+
     def sync(self) -> None:
         self.env.sync(True)
 

@@ -79,8 +79,9 @@ class KVStore:
         return _U64.unpack(raw)[0] if raw else 1
 
     def compact_revision(self, txn: lmdb.Transaction) -> int:
+        """The last compaction's revision; -1 before the first, as etcd's compactMainRev."""
         raw = txn.get(META_COMPACT, db=self._b.meta)
-        return _U64.unpack(raw)[0] if raw else 0
+        return _U64.unpack(raw)[0] if raw else -1
 
     # ---- reads ----
 
@@ -117,6 +118,12 @@ class KVStore:
     def _range_current(self, txn: lmdb.Transaction, key: bytes, end: bytes) -> list[Item]:
         cdb = self._b.cur
         unpack = _CUR.unpack
+        if len(key) > MAX_KEY_SIZE:
+            # No stored key is this long (lmdb's limit); start from its prefix and skip what
+            # sorts before it.
+            if not end:
+                return []
+            return [it for it in self._range_current(txn, key[:MAX_KEY_SIZE], end) if it.key >= key]
         if not end:
             raw = txn.get(key, db=cdb)
             if raw is None:
@@ -137,6 +144,11 @@ class KVStore:
 
     def _range_past(self, txn: lmdb.Transaction, key: bytes, end: bytes, rev: int) -> list[Item]:
         out: list[Item] = []
+        if len(key) > MAX_KEY_SIZE:
+            if not end:
+                return out
+            past = self._range_past(txn, key[:MAX_KEY_SIZE], end, rev)
+            return [it for it in past if it.key >= key]
         cur = txn.cursor(db=self._b.keyrev)
         bound = rev_bytes(rev + 1, 0)
         found = cur.set_key(key) if not end else cur.set_range(key)
@@ -176,6 +188,8 @@ class KVStore:
         return kv_pb2.KeyValue.FromString(rec[1:]).value
 
     def get(self, txn: lmdb.Transaction, key: bytes) -> Item | None:
+        if len(key) > MAX_KEY_SIZE:
+            return None
         raw = txn.get(key, db=self._b.cur)
         if raw is None:
             return None

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 REPO = Path(__file__).resolve().parents[2]
 ETCD = Path("/usr/bin/etcd")
@@ -38,10 +39,31 @@ class ServerStartError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Ward binds with SO_REUSEPORT, so two Wards handed the same port between this check and
+    their bind would share it silently; the kernel cycles through a wide range of ports, which
+    keeps that unlikely, and a test that sees foreign data fails rather than passes.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def listening_sockets(port: int) -> int:
+    """How many TCP sockets listen on `port` (each serving process has its own, SO_REUSEPORT)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                count += 1
+    return count
 
 
 def _clean_environ(extra: Mapping[str, str] | None) -> dict[str, str]:
@@ -137,6 +159,18 @@ class _ServerProcess:
         self.kill9()
         raise ServerStartError(f"server not ready after {timeout} s", None, self.log_text())
 
+    def wait_listening(self, sockets: int, timeout: float = START_TIMEOUT_S) -> None:
+        """Block until `sockets` listening sockets serve the client port (one per process)."""
+        deadline = time.monotonic() + timeout
+        while listening_sockets(self.client_port) < sockets:
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"fewer than {sockets} processes listen after {timeout} s",
+                    self.returncode,
+                    self.log_text(),
+                )
+            time.sleep(0.05)
+
     def wait_exit(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """The exit code once the main process has exited (for servers expected to refuse)."""
         assert self.proc is not None
@@ -177,6 +211,13 @@ class _ServerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving a `with` block stops the server, whatever happened inside."""
+        self.stop()
 
     def restart(self) -> None:
         """Stop (if running) and start again with the same flags, data dir and ports."""
