@@ -207,7 +207,10 @@ def test_a_waiter_whose_lease_expired_is_told_its_session_expired(chan: grpc.Cha
     holder = lock.Lock(lpb.LockRequest(name=b"ex", lease=grant(chan)), timeout=5)
     short = grant(chan, 2)
     waiting = lock.Lock.future(lpb.LockRequest(name=b"ex", lease=short), timeout=20)
-    assert eventually(lambda: len(keys_under(chan, b"ex/")) == 1, timeout=6)  # it expired
+    # First the waiter's key must be there (else "one key" would be the holder's alone) ...
+    assert eventually(lambda: len(keys_under(chan, b"ex/")) == 2, timeout=6)
+    # ... then its lease expires and takes the key with it.
+    assert eventually(lambda: len(keys_under(chan, b"ex/")) == 1, timeout=6)
     lock.Unlock(lpb.UnlockRequest(key=holder.key), timeout=5)
     with pytest.raises(grpc.RpcError) as e:
         waiting.result(timeout=10)
