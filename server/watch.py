@@ -112,17 +112,28 @@ class EventReader:
                     deleted = rec[:1] == b"\x01"
                     kv = rec[1:]
                     key = kv_key(kv)
+                    skip = NODELETE if deleted else NOPUT
+                    # Each event is encoded once, as the field of a WatchResponse, and shared
+                    # by every watcher that gets it.
+                    plain = b""
+                    with_prev = b""
                     for i, w in enumerate(watchers):
-                        if main < w.next_rev or not w.matches(key):
+                        if main < w.next_rev or not w.matches(key) or skip in w.filters:
                             continue
-                        if (NODELETE if deleted else NOPUT) in w.filters:
-                            continue
-                        ev = field_varint(1, 1 if deleted else 0) + field_message(2, kv)
                         if w.prev_kv:
-                            prev = self._prev(txn, key, main)
-                            if prev:
-                                ev += field_message(3, prev)
-                        by_watcher.setdefault(i, []).append(ev)
+                            if not with_prev:
+                                ev = field_varint(1, 1 if deleted else 0) + field_message(2, kv)
+                                prev = self._prev(txn, key, main)
+                                if prev:
+                                    ev += field_message(3, prev)
+                                with_prev = field_message(11, ev)
+                            encoded = with_prev
+                        else:
+                            if not plain:
+                                ev = field_varint(1, 1 if deleted else 0) + field_message(2, kv)
+                                plain = field_message(11, ev)
+                            encoded = plain
+                        by_watcher.setdefault(i, []).append(encoded)
                 _emit(watchers, by_watcher, at, out)
         for w in watchers:
             w.next_rev = max(w.next_rev, upto + 1)
@@ -164,7 +175,7 @@ def watch_response(
     fragment: bool = False,
     events: list[bytes] = (),  # type: ignore[assignment]
 ) -> bytes:
-    """An encoded `etcdserverpb.WatchResponse`."""
+    """An encoded `etcdserverpb.WatchResponse`; `events` are encoded `events` fields (11)."""
     parts = [
         field_message(1, header),
         # watch_id is int64: 0 is omitted, -1 (progress responses) takes ten bytes.
@@ -175,5 +186,5 @@ def watch_response(
         field_message(6, cancel_reason.encode()) if cancel_reason else b"",
         field_bool(7, fragment),
     ]
-    parts.extend(field_message(11, ev) for ev in events)
+    parts.extend(events)
     return b"".join(parts)

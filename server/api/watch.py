@@ -83,19 +83,25 @@ class WatchService:
                 # Its history is gone: say where it went, and cancel it, as etcd does.
                 out.append(
                     watch_response(
-                        self._header(self._clock.current), w.id, canceled=True,
+                        self._header(self._clock.current),
+                        w.id,
+                        canceled=True,
                         compact_revision=compacted,
                     )
                 )
                 st.watchers.pop(w.id, None)
         live = [w for w in ready if w.id in st.watchers]
+        now = time.monotonic()
+        headers: dict[int, bytes] = {}
         for w, rev, evs in self._events.read(live, self._clock.current):
-            out.extend(self._event_responses(w, rev, evs))
-            st.last_sent[w.id] = time.monotonic()
+            header = headers.get(rev)
+            if header is None:
+                header = headers[rev] = self._header(rev)
+            out.extend(self._event_responses(w, header, evs))
+            st.last_sent[w.id] = now
         return out
 
-    def _event_responses(self, w: Watcher, rev: int, evs: list[bytes]) -> list[bytes]:
-        header = self._header(rev)
+    def _event_responses(self, w: Watcher, header: bytes, evs: list[bytes]) -> list[bytes]:
         if not w.fragment:
             return [watch_response(header, w.id, events=evs)]
         limit = self._s.max_request_bytes
@@ -139,8 +145,13 @@ class WatchService:
             if wid:
                 if wid in st.watchers:
                     st.control.append(
-                        watch_response(self._header(current), wid, created=True, canceled=True,
-                                       cancel_reason=DUPLICATE_ID)
+                        watch_response(
+                            self._header(current),
+                            wid,
+                            created=True,
+                            canceled=True,
+                            cancel_reason=DUPLICATE_ID,
+                        )
                     )
                     return
             else:
