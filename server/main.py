@@ -48,6 +48,7 @@ def options_from_config(cfg: Config) -> ServerOptions:
         max_concurrent_streams=cfg.max_concurrent_streams,
         log_level=cfg.log_level,
         log_outputs=tuple(cfg.log_outputs),
+        watch_progress_interval=cfg.experimental_watch_progress_notify_interval,
     )
 
 

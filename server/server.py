@@ -69,6 +69,7 @@ class ServerOptions:
     max_concurrent_streams: int = 0
     log_level: str = "info"
     log_outputs: tuple[str, ...] = ("stderr",)
+    watch_progress_interval: float = 600.0
 
 
 class Member:
@@ -149,7 +150,9 @@ class Member:
         self.clock = RevisionClock(self.driver.revision)
         self.driver.add_listener(self.clock.advance)
         impls = core_impls(self.state, self.raft_info, self.defragment)
-        impls["etcdserverpb.Watch"] = WatchService(self.state, self.clock).methods()
+        impls["etcdserverpb.Watch"] = WatchService(
+            self.state, self.clock, progress_interval=o.watch_progress_interval
+        ).methods()
         leases = LeaseService(self.state, self.lessor, self._expirer, self.clock)
         impls["etcdserverpb.Lease"] = leases.methods()
         impls[INTERNAL_SERVICE] = dict(leases.internal_methods())
@@ -218,6 +221,7 @@ class Member:
                 forwarded=tuple(unary),
                 log_level=o.log_level,
                 log_outputs=o.log_outputs,
+                watch_progress_interval=o.watch_progress_interval,
             )
             for i in range(1, o.workers)
         ]

@@ -55,6 +55,7 @@ class WorkerArgs:
     forwarded: tuple[str, ...]  # "/service/method" paths answered by the core
     log_level: str = "info"
     log_outputs: tuple[str, ...] = ("stderr",)
+    watch_progress_interval: float = 600.0
 
 
 def main(args: WorkerArgs) -> None:
@@ -118,7 +119,9 @@ async def _serve(args: WorkerArgs) -> None:
         _, service, method = path.split("/")
         impls.setdefault(service, {})[method] = _forward(link, path)
     impls["etcdserverpb.KV"] = dict(KVService(state).methods())
-    impls["etcdserverpb.Watch"] = WatchService(state, clock).methods()
+    impls["etcdserverpb.Watch"] = WatchService(
+        state, clock, progress_interval=args.watch_progress_interval
+    ).methods()
     # Only the core has the lessor: each keep-alive of a stream is one call to it.
     impls.setdefault("etcdserverpb.Lease", {})["LeaseKeepAlive"] = keep_alive_stream(
         _forward(link, KEEPALIVE_ONCE)

@@ -190,6 +190,9 @@ class _Settings:
             log_level=log_level,
             experimental_initial_corrupt_check=self.flag("experimental-initial-corrupt-check"),
             experimental_corrupt_check_time=self.seconds("experimental-corrupt-check-time"),
+            experimental_watch_progress_notify_interval=self.seconds(
+                "experimental-watch-progress-notify-interval"
+            ),
             force_new_cluster=self.flag("force-new-cluster"),
             unsafe_no_fsync=self.flag("unsafe-no-fsync"),
             workers=self.number("workers"),

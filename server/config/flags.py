@@ -854,8 +854,7 @@ FLAGS: tuple[FlagSpec, ...] = (
         600.0,
         _X,
         "Interval of periodic watch progress notifications.",
-        _I,
-        note="Ward's progress notification interval is fixed",
+        _W,
     ),
     _spec(
         "experimental-warning-apply-duration",

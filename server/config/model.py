@@ -138,6 +138,7 @@ class Config:
     # Experimental and unsafe
     experimental_initial_corrupt_check: bool
     experimental_corrupt_check_time: float
+    experimental_watch_progress_notify_interval: float
     force_new_cluster: bool
     unsafe_no_fsync: bool
     # Ward
@@ -251,6 +252,10 @@ class Config:
             ("grpc-keepalive-interval", self.grpc_keepalive_interval),
             ("grpc-keepalive-timeout", self.grpc_keepalive_timeout),
             ("experimental-corrupt-check-time", self.experimental_corrupt_check_time),
+            (
+                "experimental-watch-progress-notify-interval",
+                self.experimental_watch_progress_notify_interval,
+            ),
         ):
             if seconds < 0:
                 raise ValueError(f"--{flag} must not be negative")

@@ -286,3 +286,31 @@ def test_etcdctl_interactive_watch(ward: WardProcess) -> None:
     proc.terminate()
     out = proc.communicate(timeout=5)[0]
     assert out.splitlines() == ["PUT", "iw", "v"]
+
+
+def test_progress_notify_sends_empty_responses_while_idle(tmp_path) -> None:
+    from tests.e2e.ward_process import start_ward
+
+    w = start_ward(tmp_path, "--experimental-watch-progress-notify-interval", "1s")
+    try:
+        with grpc.insecure_channel(w.endpoint) as ch:
+            kv(ch).Put(rpc_pb2.PutRequest(key=b"q", value=b"1"))
+            s = Stream(ch)
+            s.create(key=b"idle", progress_notify=True)
+            s.create(key=b"quiet")  # no progress_notify: never notified
+            t0 = time.monotonic()
+            r = s.next(timeout=5)
+            assert not r.events and r.watch_id == 0 and r.header.revision == 2
+            assert time.monotonic() - t0 >= 0.7  # not before the interval has passed
+            later = []
+            deadline = time.monotonic() + 3.0
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    later.append(s.next(timeout=left))
+                except queue.Empty:
+                    break
+            # Notifications keep coming about once a second, only for the watch that asked.
+            assert len(later) >= 2 and {r.watch_id for r in later} == {0}
+            s.close()
+    finally:
+        w.stop()
