@@ -189,6 +189,8 @@ class Keyspace:
                 if watcher.next_rev < self._events.compacted():
                     return
                 for _w, rev, evs in self._events.read([watcher], self._clock.current):
-                    yield self.header(rev), [kv_pb2.Event.FromString(e) for e in evs]
+                    # The reader hands out `events` fields of a WatchResponse, ready to send.
+                    events = rpc_pb2.WatchResponse.FromString(b"".join(evs)).events
+                    yield self.header(rev), list(events)
         finally:
             self._clock.unsubscribe(wake)
