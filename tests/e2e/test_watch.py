@@ -314,3 +314,15 @@ def test_progress_notify_sends_empty_responses_while_idle(tmp_path) -> None:
             s.close()
     finally:
         w.stop()
+
+
+def test_from_key_watch_sees_every_key_at_or_after_its_key(chan: grpc.Channel) -> None:
+    s = Stream(chan)
+    s.create(key=b"m", range_end=b"\0")
+    for key in (b"a", b"m", b"mz", b"z", b"l\xff"):
+        kv(chan).Put(rpc_pb2.PutRequest(key=key, value=b"v"))
+    got = [ev.kv.key for r in s.events(3) for ev in r.events]
+    assert got == [b"m", b"mz", b"z"]
+    kv(chan).Put(rpc_pb2.PutRequest(key=b"zz", value=b"v"))
+    assert [ev.kv.key for ev in s.next().events] == [b"zz"]  # nothing before "m" slipped in
+    s.close()
