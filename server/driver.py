@@ -133,6 +133,11 @@ class Driver:
 
         `header` holds extra `wardpeerpb.RequestHeader` fields (user name, auth revision).
         """
+        return await self.submit(field, request, header=header)
+
+    def submit(self, field: int, request: bytes, *, header: bytes = b"") -> asyncio.Future[bytes]:
+        """`propose` without a coroutine: the future of the response (the worker link answers
+        from its callback, which saves a Task per forwarded request)."""
         if self._stopped:
             raise errors.STOPPED
         rid = next(self._ids)
@@ -144,10 +149,7 @@ class Driver:
         self._waiters[rid] = fut
         self._pending.append(data)
         self._wake.set()
-        try:
-            return await fut
-        finally:
-            self._waiters.pop(rid, None)
+        return fut
 
     async def exclusive(self, fn: Callable[[], object]) -> object:
         """Run `fn` on the event loop with the writer idle and no Ready in flight.
@@ -208,9 +210,7 @@ class Driver:
                         # arrive while the fsync runs.
                         results = self._persist_apply(rd)
                     else:
-                        results = await loop.run_in_executor(
-                            self._writer, self._persist_apply, rd
-                        )
+                        results = await loop.run_in_executor(self._writer, self._persist_apply, rd)
                 except Exception:
                     log.exception("fatal: could not persist a Raft ready; stopping")
                     raise
@@ -223,7 +223,7 @@ class Driver:
     def _fail_batch(self, batch: list[bytes]) -> None:
         for data in batch:
             rid = peer_pb2.Entry.FromString(data).header.id
-            fut = self._waiters.get(rid)
+            fut = self._waiters.pop(rid, None)
             if fut is not None and not fut.done():
                 fut.set_exception(errors.NO_LEADER)
 
@@ -237,7 +237,7 @@ class Driver:
 
     def _answer(self, results: list[Applied]) -> None:
         for a in results:
-            fut = self._waiters.get(a.request_id)
+            fut = self._waiters.pop(a.request_id, None)
             if fut is not None and not fut.done():
                 if a.error is not None:
                     fut.set_exception(a.error)

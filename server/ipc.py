@@ -138,15 +138,22 @@ class CoreLink:
         return await self._request(CALL, head + request)
 
 
-Proposer = Callable[..., Awaitable[bytes]]
+Submit = Callable[..., "asyncio.Future[bytes]"]
 Handlers = dict[str, Callable[[bytes, CallInfo], Awaitable[bytes]]]
+
+
+_INTERNAL = EtcdError(grpc.StatusCode.INTERNAL, "etcdserver: internal error")
+
+
+def _error_frame(rid: int, e: EtcdError) -> bytes:
+    return frame(rid, ERROR, _U16.pack(e.code.value[0]) + e.message.encode())
 
 
 class WorkerHub:
     """The core's end: serves every worker's link, pushes to all of them."""
 
-    def __init__(self, propose: Proposer, handlers: Handlers) -> None:
-        self._propose = propose
+    def __init__(self, submit: Submit, handlers: Handlers) -> None:
+        self._submit = submit
         self._handlers = handlers
         self._writers: set[asyncio.StreamWriter] = set()
         self._serving: set[asyncio.StreamWriter] = set()
@@ -202,6 +209,9 @@ class WorkerHub:
         try:
             while True:
                 rid, kind, payload = await read_frame(reader)
+                if kind == PROPOSE:
+                    self._propose_frame(writer, rid, payload)
+                    continue
                 task = asyncio.create_task(self._handle(writer, rid, kind, payload))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -212,15 +222,35 @@ class WorkerHub:
             self._serving.discard(writer)
             writer.close()
 
+    def _propose_frame(self, writer: asyncio.StreamWriter, rid: int, payload: bytes) -> None:
+        """A forwarded proposal, answered from its future's callback: no Task per request."""
+        field = payload[0]
+        (header,), off = _read_strs(payload[1:], 1)
+        try:
+            fut = self._submit(field, payload[1 + off :], header=header)
+        except EtcdError as e:
+            writer.write(_error_frame(rid, e))
+            return
+
+        def reply(f: asyncio.Future[bytes]) -> None:
+            if writer.is_closing() or f.cancelled():
+                return
+            e = f.exception()
+            if e is None:
+                writer.write(frame(rid, OK, f.result()))
+            elif isinstance(e, EtcdError):
+                writer.write(_error_frame(rid, e))
+            else:
+                log.error("internal error in a forwarded proposal", exc_info=e)
+                writer.write(_error_frame(rid, _INTERNAL))
+
+        fut.add_done_callback(reply)
+
     async def _handle(
         self, writer: asyncio.StreamWriter, rid: int, kind: int, payload: bytes
     ) -> None:
         try:
-            if kind == PROPOSE:
-                field = payload[0]
-                (header,), off = _read_strs(payload[1:], 1)
-                resp = await self._propose(field, payload[1 + off :], header=header)
-            elif kind == SERVING:
+            if kind == SERVING:
                 self._serving.add(writer)
                 resp = b""
             elif kind == PAUSED:

@@ -188,7 +188,7 @@ class Member:
             for name, fn in methods.items()
             if svc not in WORKER_LOCAL and name not in STREAMING
         }
-        self.hub = WorkerHub(self.driver.propose, unary)  # type: ignore[arg-type]
+        self.hub = WorkerHub(self.driver.submit, unary)  # type: ignore[arg-type]
         sock = self.datadir.ipc_path
         sock.unlink(missing_ok=True)
         await self.hub.start(str(sock))

@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass
 
 import grpc
+import uvloop
 
 from server import logs
 from server.api.election import ElectionService
@@ -65,7 +66,7 @@ def main(args: WorkerArgs) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.setup(level=args.log_level, outputs=list(args.log_outputs))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+        uvloop.run(_serve(args))  # as the core process: see server/main.py
     # The link is gone: leave without running interpreter teardown that could block.
     os._exit(0)
 

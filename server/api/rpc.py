@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -22,13 +21,54 @@ from wardpb.v3lockpb import v3lock_pb2
 log = logging.getLogger("ward.rpc")
 
 
-@dataclass(frozen=True, slots=True)
 class CallInfo:
-    """What a handler may know about the caller (filled by the RPC layer, never by clients)."""
+    """What a handler may know about the caller (filled by the RPC layer, never by clients).
 
-    peer: str = ""
-    token: str = ""
-    common_name: str = ""
+    Read from the gRPC context only when a handler asks: most calls never need the peer
+    address or the TLS identity, and reading them costs on every call.
+    """
+
+    __slots__ = ("_common_name", "_context", "_peer", "_token")
+
+    def __init__(
+        self,
+        *,
+        peer: str = "",
+        token: str = "",
+        common_name: str = "",
+        context: grpc.aio.ServicerContext | None = None,
+    ) -> None:
+        self._context = context
+        self._peer: str | None = peer if context is None else None
+        self._token: str | None = token if context is None else None
+        self._common_name: str | None = common_name if context is None else None
+
+    @property
+    def peer(self) -> str:
+        if self._peer is None:
+            self._peer = self._context.peer() or ""  # type: ignore[union-attr]
+        return self._peer
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            token = ""
+            for k, v in self._context.invocation_metadata() or ():  # type: ignore[union-attr]
+                if k in ("token", "authorization"):
+                    token = v if isinstance(v, str) else v.decode()
+            self._token = token
+        return self._token
+
+    @property
+    def common_name(self) -> str:
+        if self._common_name is None:
+            cn = ""
+            auth = self._context.auth_context()  # type: ignore[union-attr]
+            names = auth.get("x509_common_name") if auth else None
+            if names:
+                cn = names[0].decode()
+            self._common_name = cn
+        return self._common_name
 
 
 Unary = Callable[[bytes, CallInfo], Awaitable[bytes]]
@@ -48,17 +88,7 @@ SERVICES = {
 
 
 def call_info(context: grpc.aio.ServicerContext) -> CallInfo:
-    token = ""
-    for k, v in context.invocation_metadata() or ():
-        if k == "token" or k == "authorization":
-            token = v if isinstance(v, str) else v.decode()
-    cn = ""
-    auth = context.auth_context()
-    if auth:
-        names = auth.get("x509_common_name")
-        if names:
-            cn = names[0].decode()
-    return CallInfo(peer=context.peer() or "", token=token, common_name=cn)
+    return CallInfo(context=context)
 
 
 async def _abort(context: grpc.aio.ServicerContext, e: EtcdError) -> None:
