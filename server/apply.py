@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import lmdb
@@ -64,7 +64,6 @@ class Applier:
 
     def __init__(self, backend: Backend, kv: KVStore, header: HeaderInfo) -> None:
         self._b = backend
-        self._kv = kv
         self.kv = kv
         self._header = header
         self._handlers: dict[str, Callable[[lmdb.Transaction, KVWriter, object], bytes]] = {
@@ -91,7 +90,7 @@ class Applier:
         # A lease granted without an ID takes one derived from the entry (see _lease_grant).
         self._request_id = entry.header.id
         self._entry_leases = []
-        w = self._kv.writer(txn)
+        w = self.kv.writer(txn)
         try:
             handler = self._handlers.get(kind or "")
             if handler is None:
@@ -117,7 +116,7 @@ class Applier:
         return field_message(1, self._header.header(rev)) + body
 
     def _check_put(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.PutRequest) -> None:
-        if (r.ignore_value or r.ignore_lease) and self._kv.get(txn, r.key) is None:
+        if (r.ignore_value or r.ignore_lease) and self.kv.get(txn, r.key) is None:
             raise errors.KEY_NOT_FOUND
         if r.lease and not r.ignore_lease and not self.lease_exists(txn, r.lease):
             raise errors.LEASE_NOT_FOUND
@@ -126,15 +125,15 @@ class Applier:
         """Writes the put; returns the PutResponse fields after the header."""
         value, lease = r.value, r.lease
         if r.ignore_value or r.ignore_lease:
-            old = self._kv.get(txn, r.key)
+            old = self.kv.get(txn, r.key)
             assert old is not None  # checked before any write
             if r.ignore_value:
-                value = self._kv.value(txn, old)
+                value = self.kv.value(txn, old)
             if r.ignore_lease:
                 lease = old.lease
         prev = w.put(r.key, value, lease)
         if r.prev_kv and prev is not None:
-            return field_message(2, self._kv.encoded(txn, prev))
+            return field_message(2, self.kv.encoded(txn, prev))
         return b""
 
     def _delete_range(
@@ -147,17 +146,16 @@ class Applier:
     def _do_delete(
         self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.DeleteRangeRequest
     ) -> bytes:
-        doomed = self._kv._range_current(txn, r.key, r.range_end)
-        prevs = [self._kv.encoded(txn, it) for it in doomed] if r.prev_kv else []
-        for it in doomed:
-            w.delete_item(it)
+        doomed = w.delete_range(r.key, r.range_end)
+        # History keeps the deleted versions, so they can still be encoded after the delete.
+        prevs = [self.kv.encoded(txn, it) for it in doomed] if r.prev_kv else []
         return field_varint(2, len(doomed)) + b"".join(field_message(3, p) for p in prevs)
 
     def _txn(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.TxnRequest) -> bytes:
         # Every branch, nested ones included, is chosen against the state before the txn runs.
         path: list[bool] = []
         self._path(txn, r, path)
-        if _has_put(_branch(r, path[0])):
+        if has_op(_branch(r, path[0]), PUT_OPS):
             self._check_space(txn)
         self._check_ops(txn, w, r, _Path(path))
         body = self._run_txn(txn, w, r, _Path(path))
@@ -166,7 +164,7 @@ class Applier:
 
     def read_txn(self, txn: lmdb.Transaction, r: rpc_pb2.TxnRequest) -> bytes:
         """A txn without writes, answered from a read transaction."""
-        return self._txn(txn, self._kv.writer(txn), r)
+        return self._txn(txn, self.kv.writer(txn), r)
 
     def _path(self, txn: lmdb.Transaction, r: rpc_pb2.TxnRequest, path: list[bool]) -> None:
         ok = all(self._compare(txn, c) for c in r.compare)
@@ -188,7 +186,7 @@ class Applier:
         _collect(r, path, puts, ranges)
         for put in puts:
             self._check_put(txn, w, put)
-        compacted = self._kv.compact_revision(txn)
+        compacted = self.kv.compact_revision(txn)
         for rr in ranges:
             if rr.revision == 0:
                 continue
@@ -225,10 +223,7 @@ class Applier:
         return b"".join(parts)
 
     def _compare(self, txn: lmdb.Transaction, c: rpc_pb2.Compare) -> bool:
-        end = c.range_end
-        items = (
-            self._kv._range_current(txn, c.key, end) if end else _single(self._kv.get(txn, c.key))
-        )
+        items = self.kv.range_current(txn, c.key, c.range_end)
         target = c.target
         if target not in _TARGETS:
             # etcd's compareKV leaves the result 0 for a target it does not know.
@@ -240,7 +235,7 @@ class Applier:
             return _cmp_int(0, _target_int(c), c.result)
         for it in items:
             if target == Compare.VALUE:
-                ok = _cmp_bytes(self._kv.value(txn, it), c.value, c.result)
+                ok = _cmp_bytes(self.kv.value(txn, it), c.value, c.result)
             else:
                 ok = _cmp_int(_item_int(it, target), _target_int(c), c.result)
             if not ok:
@@ -258,7 +253,7 @@ class Applier:
         inner: bool = False,
     ) -> bytes:
         """A RangeResponse for `r`, with etcd's sort, filter, limit and count semantics."""
-        kv = self._kv
+        kv = self.kv
         filtered = bool(
             r.min_mod_revision
             or r.max_mod_revision
@@ -301,12 +296,12 @@ class Applier:
     def _compaction(
         self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.CompactionRequest
     ) -> bytes:
-        current = self._kv.current_revision(txn)
-        if r.revision <= self._kv.compact_revision(txn):
+        current = self.kv.current_revision(txn)
+        if r.revision <= self.kv.compact_revision(txn):
             raise errors.COMPACTED
         if r.revision > current:
             raise errors.FUTURE_REV
-        self._kv.compact(txn, r.revision)
+        self.kv.compact(txn, r.revision)
         return field_message(1, self._header.header(current))
 
     def alarms(self, txn: lmdb.Transaction) -> list[tuple[int, int]]:
@@ -335,7 +330,7 @@ class Applier:
         body = b"".join(
             field_message(2, field_varint(1, m) + field_varint(2, a)) for m, a in changed
         )
-        return field_message(1, self._header.header(self._kv.current_revision(txn))) + body
+        return field_message(1, self._header.header(self.kv.current_revision(txn))) + body
 
     def no_space(self, txn: lmdb.Transaction) -> bool:
         return any(a == rpc_pb2.NOSPACE for _, a in self.alarms(txn))
@@ -409,17 +404,13 @@ class Applier:
     def _revoke(self, txn: lmdb.Transaction, w: KVWriter, lid: int) -> None:
         """Delete the lease's keys (in key order, one revision) and then the lease."""
         for key in self.lease_keys(txn, lid):
-            item = self._kv.get(txn, key)
+            item = self.kv.get(txn, key)
             if item is not None and item.lease == lid:
                 w.delete_item(item)  # drops the leasekeys entry too
             else:
                 txn.delete(_LEASE.pack(lid) + key, db=self._b.leasekeys)
         txn.delete(_LEASE.pack(lid), db=self._b.lease)
         self._entry_leases.append((lid, 0))
-
-
-def _single(item: Item | None) -> list[Item]:
-    return [] if item is None else [item]
 
 
 class _Path:
@@ -443,13 +434,18 @@ def _branch(r: rpc_pb2.TxnRequest, ok: bool) -> list[rpc_pb2.RequestOp]:
     return list(r.success if ok else r.failure)
 
 
-def _has_put(ops: list[rpc_pb2.RequestOp]) -> bool:
+PUT_OPS = frozenset({"request_put"})
+WRITE_OPS = frozenset({"request_put", "request_delete_range"})
+
+
+def has_op(ops: Iterable[rpc_pb2.RequestOp], kinds: frozenset[str]) -> bool:
+    """Whether any op of `kinds` is among `ops`, in either branch of any nested txn."""
     for op in ops:
         which = op.WhichOneof("request")
-        if which == "request_put":
+        if which in kinds:
             return True
         if which == "request_txn" and (
-            _has_put(list(op.request_txn.success)) or _has_put(list(op.request_txn.failure))
+            has_op(op.request_txn.success, kinds) or has_op(op.request_txn.failure, kinds)
         ):
             return True
     return False

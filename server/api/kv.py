@@ -7,6 +7,7 @@ import time
 from server import errors
 from server.api.rpc import CallInfo, Unary
 from server.api.validate import check_delete, check_put, check_range, check_txn
+from server.apply import PUT_OPS, WRITE_OPS, has_op
 from server.state import (
     ENTRY_ALARM,
     ENTRY_COMPACTION,
@@ -59,12 +60,12 @@ class KVService:
         await self._s.storage_open()
         r = rpc_pb2.TxnRequest.FromString(request)
         check_txn(r, self._s.max_txn_ops)
-        if not _writes(r):
+        if not (has_op(r.success, WRITE_OPS) or has_op(r.failure, WRITE_OPS)):
             # A read-only txn is answered from a consistent read, as etcd does, without Raft.
             s = self._s
             with s.backend.read() as txn:
                 return s.reader.read_txn(txn, r)
-        if _puts(r):
+        if has_op(r.success, PUT_OPS) or has_op(r.failure, PUT_OPS):
             # etcd's quota costs only puts: a delete-only txn can free space past the quota.
             await self._check_quota(len(request))
         return await self._s.proposer.propose(ENTRY_TXN, request)
@@ -89,23 +90,3 @@ class KVService:
         )
         await s.proposer.propose(ENTRY_ALARM, alarm.SerializeToString())
         raise errors.NO_SPACE
-
-
-def _puts(r: rpc_pb2.TxnRequest) -> bool:
-    for ops in (r.success, r.failure):
-        for op in ops:
-            which = op.WhichOneof("request")
-            if which == "request_put" or (which == "request_txn" and _puts(op.request_txn)):
-                return True
-    return False
-
-
-def _writes(r: rpc_pb2.TxnRequest) -> bool:
-    for ops in (r.success, r.failure):
-        for op in ops:
-            which = op.WhichOneof("request")
-            if which in ("request_put", "request_delete_range"):
-                return True
-            if which == "request_txn" and _writes(op.request_txn):
-                return True
-    return False

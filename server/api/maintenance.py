@@ -7,9 +7,9 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from server import errors
 from server.api.rpc import CallInfo
 from server.state import API_VERSION, ENTRY_ALARM, ServerState
-from server.storage.mvcc import KVStore
 from server.wire import field_bytes, field_message, field_varint
 from wardpb.etcdserverpb import rpc_pb2
 
@@ -85,7 +85,7 @@ class MaintenanceService:
             cur = s.kv.current_revision(txn)
             rev = r.revision or cur
             compacted = s.kv.compact_revision(txn)
-            _check_rev(s.kv, rev, cur, compacted)
+            _check_rev(rev, cur, compacted)
             h = s.kv.hash_kv(txn, rev)
         return (
             field_message(1, s.header.header(cur))
@@ -135,9 +135,7 @@ class MaintenanceService:
         return field_message(1, s.header.header(rev))
 
 
-def _check_rev(kv: KVStore, rev: int, cur: int, compacted: int) -> None:
-    from server import errors
-
+def _check_rev(rev: int, cur: int, compacted: int) -> None:
     if rev > cur:
         raise errors.FUTURE_REV
     if rev < compacted:

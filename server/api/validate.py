@@ -6,7 +6,7 @@ import grpc
 
 from server import errors
 from server.errors import EtcdError
-from server.storage.backend import MAX_KEY_SIZE
+from server.storage.mvcc import check_key
 from wardpb.etcdserverpb import rpc_pb2
 
 INVALID_SORT = EtcdError(grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: invalid sort option")
@@ -23,10 +23,7 @@ def check_range(r: rpc_pb2.RangeRequest) -> None:
 
 
 def check_put(r: rpc_pb2.PutRequest) -> None:
-    if not r.key:
-        raise errors.EMPTY_KEY
-    if len(r.key) > MAX_KEY_SIZE:
-        raise errors.KEY_TOO_LARGE
+    check_key(r.key)
     if r.ignore_value and r.value:
         raise errors.VALUE_PROVIDED
     if r.ignore_lease and r.lease:

@@ -85,25 +85,34 @@ class Backend:
 
     def size_in_use(self) -> int:
         """Bytes held by live pages of all databases (etcd's dbSizeInUse)."""
-        psize = self.env.stat()["psize"]
-        pages = 2  # the two meta pages
         with self.env.begin() as txn:
-            for db in (
-                self.meta,
-                self.hist,
-                self.cur,
-                self.keyrev,
-                self.lease,
-                self.leasekeys,
-                self.auth,
-                self.raftlog,
-                self.members,
-            ):
-                st = txn.stat(db)
-                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-            main = txn.stat()
-            pages += main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
-        return pages * psize
+            main = txn.stat()  # the main database holds the names of the others
+            pages = 2 + main["branch_pages"] + main["leaf_pages"] + main["overflow_pages"]
+            return pages * self.env.stat()["psize"] + self._live_bytes(self._all_dbs(), txn)
+
+    def _all_dbs(self) -> list[object]:
+        return [
+            self.meta,
+            self.hist,
+            self.cur,
+            self.keyrev,
+            self.lease,
+            self.leasekeys,
+            self.auth,
+            self.raftlog,
+            self.members,
+        ]
+
+    def _live_bytes(self, dbs: list[object], txn: lmdb.Transaction | None = None) -> int:
+        """Bytes of the branch, leaf and overflow pages of `dbs` (seen by `txn`, if given)."""
+        if txn is None:
+            with self.env.begin() as own:
+                return self._live_bytes(dbs, own)
+        pages = 0
+        for db in dbs:
+            st = txn.stat(db)
+            pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return pages * self.env.stat()["psize"]
 
     def reopen(self) -> None:
         """Open the environment again (after `close`), e.g. once a defragmented file is in place.
@@ -139,20 +148,11 @@ class Backend:
         defragmentation needed to get under the quota again), and the Raft log, which etcd
         keeps outside its database, does not count.
         """
-        psize = self.env.stat()["psize"]
-        pages = 0
-        with self.env.begin() as txn:
-            for db in (self.meta, self.hist, self.cur, self.keyrev, self.lease, self.leasekeys,
-                       self.auth, self.members):
-                st = txn.stat(db)
-                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-        return pages * psize
+        return self._live_bytes([db for db in self._all_dbs() if db is not self.raftlog])
 
     def raftlog_bytes(self, txn: lmdb.Transaction) -> int:
-        st = txn.stat(self.raftlog)
-        return (st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]) * self.env.stat()[
-            "psize"
-        ]
+        """Bytes of the Raft log as `txn` sees it (the driver asks inside its write)."""
+        return self._live_bytes([self.raftlog], txn)
 
     def sync(self) -> None:
         self.env.sync(True)

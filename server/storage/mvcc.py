@@ -107,7 +107,7 @@ class KVStore:
         elif rev < self.compact_revision(txn):
             raise errors.COMPACTED
         if rev == cur_rev:
-            items = self._range_current(txn, key, end)
+            items = self.range_current(txn, key, end)
         else:
             items = self._range_past(txn, key, end, rev)
         count = len(items)
@@ -115,7 +115,8 @@ class KVStore:
             items = items[:limit]
         return RangeResult(items, count, rev)
 
-    def _range_current(self, txn: lmdb.Transaction, key: bytes, end: bytes) -> list[Item]:
+    def range_current(self, txn: lmdb.Transaction, key: bytes, end: bytes) -> list[Item]:
+        """The live keys in [key, end) (just `key` when `end` is empty), in key order."""
         cdb = self._b.cur
         unpack = _CUR.unpack
         if len(key) > MAX_KEY_SIZE:
@@ -123,7 +124,7 @@ class KVStore:
             # sorts before it.
             if not end:
                 return []
-            return [it for it in self._range_current(txn, key[:MAX_KEY_SIZE], end) if it.key >= key]
+            return [it for it in self.range_current(txn, key[:MAX_KEY_SIZE], end) if it.key >= key]
         if not end:
             raw = txn.get(key, db=cdb)
             if raw is None:
@@ -298,7 +299,7 @@ class KVWriter:
 
     def delete_range(self, key: bytes, end: bytes) -> list[Item]:
         """Delete the live keys in the range; returns what was deleted."""
-        doomed = self._store._range_current(self._txn, key, end)
+        doomed = self._store.range_current(self._txn, key, end)
         for item in doomed:
             self.delete_item(item)
         return doomed
