@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import Message
 
 from ward.cli.command import Command, Invocation
 from ward.cli.config import command_timeout, must_client
 from ward.cli.exits import EXIT_BAD_ARGS, EXIT_BAD_FEATURE, EXIT_ERROR, CliExit, error_text
 from ward.cli.flags import Flag, FlagSet, Kind
 from ward.cli.gofmt import GoParseError, parse_int, quote
-from ward.cli.output import FieldsPrinter, SimplePrinter
+from ward.cli.output import FieldsPrinter, Printer, SimplePrinter
 from ward.errors import EtcdError
 from ward.requests import SortOrder, SortTarget, delete_request, put_request, range_request
 from wardpb.etcdserverpb import rpc_pb2
@@ -102,14 +105,21 @@ def put_op(flags: FlagSet, args: list[str], read_stdin: Callable[[], bytes]) -> 
     )
 
 
-def _run_put(inv: Invocation) -> int:
-    request = put_op(inv.flags, inv.args, inv.stdin.read)
+def _send(inv: Invocation, request: Message) -> tuple[Any, Printer]:
+    """Send one KV request with the command timeout; etcd errors end the command as etcdctl's
+    do. Returns the response (of the type `Client.request` pairs with `request`) and the
+    printer."""
     client, display = must_client(inv)
     with client:
         try:
-            resp = client.request(request, timeout=command_timeout(inv))
+            return client.request(request, timeout=command_timeout(inv)), display
         except EtcdError as exc:
             raise CliExit(EXIT_ERROR, error_text(exc)) from None
+
+
+def _run_put(inv: Invocation) -> int:
+    request = put_op(inv.flags, inv.args, inv.stdin.read)
+    resp, display = _send(inv, request)
     display.put(resp)
     return 0
 
@@ -226,12 +236,7 @@ def get_op(flags: FlagSet, args: list[str]) -> rpc_pb2.RangeRequest:
 
 def _run_get(inv: Invocation) -> int:
     request = get_op(inv.flags, inv.args)
-    client, display = must_client(inv)
-    with client:
-        try:
-            resp = client.request(request, timeout=command_timeout(inv))
-        except EtcdError as exc:
-            raise CliExit(EXIT_ERROR, error_text(exc)) from None
+    resp, display = _send(inv, request)
     if inv.flags.value("count-only") and not isinstance(display, FieldsPrinter):
         raise CliExit(EXIT_BAD_ARGS, "--count-only is only for `--write-out=fields`")
     if inv.flags.value("print-value-only"):
@@ -302,12 +307,7 @@ def del_op(flags: FlagSet, args: list[str]) -> rpc_pb2.DeleteRangeRequest:
 
 def _run_del(inv: Invocation) -> int:
     request = del_op(inv.flags, inv.args)
-    client, display = must_client(inv)
-    with client:
-        try:
-            resp = client.request(request, timeout=command_timeout(inv))
-        except EtcdError as exc:
-            raise CliExit(EXIT_ERROR, error_text(exc)) from None
+    resp, display = _send(inv, request)
     display.delete(resp)
     return 0
 

@@ -392,13 +392,11 @@ class FieldsPrinter(Printer):
             self._line()
 
 
-class JSONPrinter(Printer):
-    """One JSON document per response, as Go's encoding/json writes etcd's structs."""
-
-    format_name = "json"
+class _WholeMessagePrinter(Printer):
+    """A printer that writes every response whole, each format with its own `_msg`."""
 
     def _msg(self, msg: Message) -> None:
-        self._line(go_json(_as_etcd34(msg)))
+        raise NotImplementedError
 
     def get(self, resp: rpc_pb2.RangeResponse) -> None:
         self._msg(resp)
@@ -414,6 +412,15 @@ class JSONPrinter(Printer):
 
     def alarm(self, resp: rpc_pb2.AlarmResponse) -> None:
         self._msg(resp)
+
+
+class JSONPrinter(_WholeMessagePrinter):
+    """One JSON document per response, as Go's encoding/json writes etcd's structs."""
+
+    format_name = "json"
+
+    def _msg(self, msg: Message) -> None:
+        self._line(go_json(_as_etcd34(msg)))
 
     def endpoint_status(self, statuses: Sequence[EpStatus]) -> None:
         items = [
@@ -442,28 +449,13 @@ class JSONPrinter(Printer):
         self._line("[" + ",".join(items) + "]")
 
 
-class ProtobufPrinter(Printer):
+class ProtobufPrinter(_WholeMessagePrinter):
     """The response's protobuf encoding, raw."""
 
     format_name = "protobuf"
 
     def _msg(self, msg: Message) -> None:
         self.out.write(_as_etcd34(msg).SerializeToString())
-
-    def get(self, resp: rpc_pb2.RangeResponse) -> None:
-        self._msg(resp)
-
-    def put(self, resp: rpc_pb2.PutResponse) -> None:
-        self._msg(resp)
-
-    def delete(self, resp: rpc_pb2.DeleteRangeResponse) -> None:
-        self._msg(resp)
-
-    def txn(self, resp: rpc_pb2.TxnResponse) -> None:
-        self._msg(resp)
-
-    def alarm(self, resp: rpc_pb2.AlarmResponse) -> None:
-        self._msg(resp)
 
 
 class TablePrinter(Printer):
