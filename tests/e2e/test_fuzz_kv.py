@@ -23,6 +23,17 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
+from tests.e2e.etcd_errors import (
+    COMPACTED,
+    DUPLICATE_KEY,
+    EMPTY_KEY,
+    FUTURE_REV,
+    KEY_NOT_FOUND,
+    LEASE_NOT_FOUND,
+    LEASE_PROVIDED,
+    TOO_MANY_OPS,
+    VALUE_PROVIDED,
+)
 from tests.e2e.ward_process import ETCD, start_etcd, start_ward
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from wardpb.mvccpb import kv_pb2
@@ -46,17 +57,6 @@ ETCD_CODES = frozenset(
 )
 UNMARSHAL_PREFIX = "grpc: error unmarshalling request: "
 
-IA = grpc.StatusCode.INVALID_ARGUMENT
-OOR = grpc.StatusCode.OUT_OF_RANGE
-EMPTY_KEY = (IA, "etcdserver: key is not provided")
-KEY_NOT_FOUND = (IA, "etcdserver: key not found")
-VALUE_PROVIDED = (IA, "etcdserver: value is provided")
-LEASE_PROVIDED = (IA, "etcdserver: lease is provided")
-TOO_MANY_OPS = (IA, "etcdserver: too many operations in txn request")
-DUPLICATE_KEY = (IA, "etcdserver: duplicate key given in txn request")
-COMPACTED = (OOR, "etcdserver: mvcc: required revision has been compacted")
-FUTURE_REV = (OOR, "etcdserver: mvcc: required revision is a future revision")
-LEASE_NOT_FOUND = (grpc.StatusCode.NOT_FOUND, "etcdserver: requested lease not found")
 
 MAX_TXN_OPS = 128  # both servers run with the default --max-txn-ops
 FROM_KEY = b"\x00"

@@ -16,6 +16,17 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.e2e.etcd_errors import (
+    COMPACTED,
+    DUPLICATE_KEY,
+    EMPTY_KEY,
+    FUTURE_REV,
+    IA,
+    KEY_NOT_FOUND,
+    NO_SPACE,
+    TOO_LARGE,
+    TOO_MANY_OPS,
+)
 from tests.e2e.ward_process import ETCD, EtcdProcess, WardProcess, etcdctl, start_etcd, start_ward
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
@@ -26,16 +37,6 @@ MAX_TXN_OPS = 4
 # this much, so that a request a little too large gets etcd's own error instead.
 GRPC_OVERHEAD_BYTES = 512 * 1024
 
-IA = grpc.StatusCode.INVALID_ARGUMENT
-OOR = grpc.StatusCode.OUT_OF_RANGE
-EMPTY_KEY = (IA, "etcdserver: key is not provided")
-KEY_NOT_FOUND = (IA, "etcdserver: key not found")
-TOO_LARGE = (IA, "etcdserver: request is too large")
-TOO_MANY_OPS = (IA, "etcdserver: too many operations in txn request")
-DUPLICATE_KEY = (IA, "etcdserver: duplicate key given in txn request")
-COMPACTED = (OOR, "etcdserver: mvcc: required revision has been compacted")
-FUTURE_REV = (OOR, "etcdserver: mvcc: required revision is a future revision")
-NO_SPACE = (grpc.StatusCode.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")
 
 RangeRequest = rpc_pb2.RangeRequest
 PutRequest = rpc_pb2.PutRequest
