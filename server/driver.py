@@ -14,20 +14,43 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
+import lmdb
 
 from server import errors
 from server.apply import Applied, Applier, HeaderInfo
 from server.errors import EtcdError
-from server.raft import Config, ConfState, EntryType, Message, ProposalDropped, RawNode, Ready
-from server.raft.types import StateType
+from server.membership import Membership, encode_change, next_conf_state
+from server.raft import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    ConfState,
+    Entry,
+    EntryType,
+    InvalidConfChange,
+    LeaderTransferInProgress,
+    Message,
+    MessageRejected,
+    MessageType,
+    ProposalDropped,
+    RawNode,
+    Ready,
+    SnapshotChunk,
+    SnapshotMetadata,
+    StateType,
+    Status,
+)
 from server.storage.backend import Backend
 from server.storage.raftlog import RaftLog
 from server.wire import field_message, field_varint
+from wardpb.etcdserverpb import rpc_pb2
 from wardpb.peerpb import peer_pb2
 
 log = logging.getLogger("ward.driver")
@@ -44,6 +67,10 @@ LOG_KEEP_SHORT = 100
 Listener = Callable[[int], None]
 
 
+class SnapshotStager(Protocol):
+    def stage_chunk(self, chunk: SnapshotChunk) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class DriverOptions:
     member_id: int
@@ -52,22 +79,33 @@ class DriverOptions:
     election_ticks: int = 10
     snapshot_count: int = 100_000
     max_request_bytes: int = 1_572_864
+    learners: tuple[int, ...] = ()
+    # etcd's request timeout: 5 s plus twice the election timeout.
+    request_timeout_s: float = 7.0
 
 
 class Driver:
     """Owns the Raft node and the write transaction of one member."""
 
     def __init__(
-        self, backend: Backend, applier: Applier, header: HeaderInfo, options: DriverOptions
+        self,
+        backend: Backend,
+        applier: Applier,
+        header: HeaderInfo,
+        options: DriverOptions,
+        membership: Membership | None = None,
     ) -> None:
         self._b = backend
         self._applier = applier
         self._header = header
         self._opts = options
+        self.membership = membership
         self.raftlog = RaftLog(backend)
         if not self.raftlog.initial_state()[1].voters:
             with backend.write() as txn:
-                self.raftlog.set_conf_state(txn, ConfState(voters=options.voters))
+                self.raftlog.set_conf_state(
+                    txn, ConfState(voters=options.voters, learners=options.learners)
+                )
         self._node = RawNode(
             Config(
                 id=options.member_id,
@@ -78,8 +116,15 @@ class Driver:
             self.raftlog,
         )
         self._pending: list[bytes] = []
+        self._pending_conf: list[tuple[ConfChange, int]] = []
+        self._pending_reads: list[asyncio.Future[None]] = []
+        # Read requests handed to Raft, by context, and those answered but not yet applied.
+        self._reads: dict[bytes, list[asyncio.Future[None]]] = {}
+        self._read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
         self._exclusive: list[tuple[Callable[[], object], asyncio.Future[object]]] = []
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
+        # (deadline, request id) in submission order: the ticker fails what waited too long.
+        self._deadlines: deque[tuple[float, int]] = deque()
         self._wake = asyncio.Event()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ward-apply")
         self._ids = itertools.count(
@@ -89,9 +134,15 @@ class Driver:
         self._stopped = False
         self._tasks: list[asyncio.Task[None]] = []
         self.send: Callable[[list[Message]], None] = lambda msgs: None
+        # Called (on the loop) after a membership change applied; with True when it removed us.
+        self.on_conf_change: Callable[[bool], None] = lambda removed: None
         self.leader = 0
         self.revision = 0
         self.applied_index = self.raftlog.applied
+        self._leader_changed = asyncio.Event()
+        # Snapshot staging and installation (server/storage/snapshot.py), set by the member.
+        self.snapshots: SnapshotStager | None = None
+        self.install_snapshot: Callable[[SnapshotMetadata], Awaitable[None]] | None = None
 
     # ---- public ----
 
@@ -99,7 +150,9 @@ class Driver:
         with self._b.read() as txn:
             self.revision = self._applier.kv.current_revision(txn)
         self._header.raft_term = self.raftlog.initial_state()[0].term
-        if self._opts.voters == (self._opts.member_id,):
+        if self._opts.voters == (self._opts.member_id,) and self.conf_state.voters == (
+            self._opts.member_id,
+        ):
             # A single voter need not wait out an election timeout to lead.
             self._node.campaign()
         self._tasks = [
@@ -119,6 +172,10 @@ class Driver:
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(errors.STOPPED)
+        for futs in (self._pending_reads, *self._reads.values(), *(f for _, f in self._read_ready)):
+            for f in futs:
+                if not f.done():
+                    f.set_exception(errors.STOPPED)
         self._writer.shutdown(wait=True)
 
     def add_listener(self, fn: Listener) -> None:
@@ -145,11 +202,73 @@ class Driver:
         # etcd measures the internal Raft request (header included), so does Ward.
         if len(data) > self._opts.max_request_bytes:
             raise errors.REQUEST_TOO_LARGE
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiters[rid] = fut
+        fut = self._wait_for(rid)
         self._pending.append(data)
         self._wake.set()
         return fut
+
+    def submit_conf_change(
+        self, cc_type: ConfChangeType, member: rpc_pb2.Member
+    ) -> Awaitable[bytes]:
+        """Propose a membership change (leader only: the Cluster service forwards to it)."""
+        if self._stopped:
+            raise errors.STOPPED
+        if not self.is_leader:
+            raise errors.NOT_LEADER
+        rid = next(self._ids)
+        cc = ConfChange(type=cc_type, node_id=member.ID, context=encode_change(rid, member))
+        fut = self._wait_for(rid)
+        self._pending_conf.append((cc, rid))
+        self._wake.set()
+        return fut
+
+    def read_index(self) -> Awaitable[None]:
+        """Resolves once this member has applied everything committed when it was called: a
+        linearizable read may then be served from the local store. Batched: one Raft read
+        request (one heartbeat round on the leader) serves every read queued meanwhile."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._stopped:
+            fut.set_exception(errors.STOPPED)
+            return fut
+        self._pending_reads.append(fut)
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        loop.call_later(self._opts.request_timeout_s, _expire, fut)
+        return fut
+
+    @property
+    def needs_read_index(self) -> bool:
+        """A sole voting member that leads has applied every acknowledged write already."""
+        return not (self.is_leader and len(self.conf_state.voters) == 1)
+
+    async def transfer_leader(self, transferee: int) -> None:
+        """Hand leadership to `transferee` and wait until it leads (etcd's MoveLeader)."""
+        if not self.is_leader:
+            raise errors.NOT_LEADER
+        try:
+            self._node.transfer_leader(transferee)
+        except ProposalDropped:
+            raise errors.BAD_LEADER_TRANSFEREE from None
+        self._wake.set()
+        deadline = time.monotonic() + self._opts.request_timeout_s
+        while self.leader != transferee:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise errors.TIMEOUT_LEADER_TRANSFER
+            self._leader_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leader_changed.wait(), min(left, 0.1))
+
+    async def wait_leader(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.leader:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._leader_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leader_changed.wait(), left)
+        return True
 
     async def exclusive(self, fn: Callable[[], object]) -> object:
         """Run `fn` on the event loop with the writer idle and no Ready in flight.
@@ -163,9 +282,26 @@ class Driver:
         return await fut
 
     def step(self, msg: Message) -> None:
-        """A message from a peer."""
-        self._node.step(msg)
+        """A message from a peer (the transport calls this on the event loop)."""
+        if self._stopped:
+            return
+        try:
+            self._node.step(msg)
+        except (MessageRejected, ProposalDropped) as e:
+            log.debug("dropped %s from %x: %s", msg.type.name, msg.from_, e)
+            return
         self._wake.set()
+
+    def report_unreachable(self, member: int) -> None:
+        self._node.report_unreachable(member)
+        self._wake.set()
+
+    def status(self) -> Status:
+        return self._node.status()
+
+    @property
+    def conf_state(self) -> ConfState:
+        return self.raftlog.initial_state()[1]
 
     @property
     def is_leader(self) -> bool:
@@ -177,12 +313,30 @@ class Driver:
 
     # ---- the loop ----
 
+    def _wait_for(self, rid: int) -> asyncio.Future[bytes]:
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiters[rid] = fut
+        self._deadlines.append((time.monotonic() + self._opts.request_timeout_s, rid))
+        return fut
+
     async def _ticker(self) -> None:
         interval = self._opts.tick_ms / 1000
         while not self._stopped:
             await asyncio.sleep(interval)
             self._node.tick()
+            self._expire_waiters()
             self._wake.set()
+
+    def _expire_waiters(self) -> None:
+        now = time.monotonic()
+        dl = self._deadlines
+        while dl and dl[0][0] <= now:
+            _, rid = dl.popleft()
+            fut = self._waiters.pop(rid, None)
+            if fut is not None and not fut.done():
+                # The entry may still commit later (a lost leader, a partition): as in etcd,
+                # the client learns the outcome is unknown, not that it failed.
+                fut.set_exception(errors.TIMEOUT)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -195,22 +349,24 @@ class Driver:
                     fut.set_result(fn())
                 except Exception as e:  # handed to the caller
                     fut.set_exception(e)
-            if self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    self._node.propose_many(batch)
-                except ProposalDropped:
-                    self._fail_batch(batch)
+            self._step_inputs()
             while self._node.has_ready():
                 rd = self._node.ready()
+                if rd.snapshot_chunks and self.snapshots is not None:
+                    for chunk in rd.snapshot_chunks:
+                        self.snapshots.stage_chunk(chunk)
+                if rd.snapshot is not None:
+                    await self._install_snapshot(rd)
                 try:
                     if len(rd.committed_entries) + len(rd.entries) <= INLINE_ENTRIES:
                         # A thread hop costs more than a small commit: when load is light,
                         # commit on the loop; under load, the writer thread lets requests
                         # arrive while the fsync runs.
-                        results = self._persist_apply(rd)
+                        results, changes = self._persist_apply(rd)
                     else:
-                        results = await loop.run_in_executor(self._writer, self._persist_apply, rd)
+                        results, changes = await loop.run_in_executor(
+                            self._writer, self._persist_apply, rd
+                        )
                 except Exception:
                     log.exception("fatal: could not persist a Raft ready; stopping")
                     raise
@@ -218,18 +374,101 @@ class Driver:
                     self.send(rd.messages)
                 self._node.advance(rd)
                 self._observe(rd)
+                removed = False
+                for cc in changes:
+                    self._node.apply_conf_change(cc)
+                    removed |= (
+                        cc.type == ConfChangeType.REMOVE_NODE and cc.node_id == self._opts.member_id
+                    )
+                if changes:
+                    self.on_conf_change(removed)
                 self._answer(results)
+                self._serve_reads(rd)
 
-    def _fail_batch(self, batch: list[bytes]) -> None:
-        for data in batch:
-            rid = peer_pb2.Entry.FromString(data).header.id
-            fut = self._waiters.pop(rid, None)
-            if fut is not None and not fut.done():
-                fut.set_exception(errors.NO_LEADER)
+    def _step_inputs(self) -> None:
+        """Hand queued proposals, membership changes and read requests to the node."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                self._node.propose_many(batch)
+            except ProposalDropped as e:
+                lead = self.leader
+                if (
+                    lead
+                    and lead != self._opts.member_id
+                    and not isinstance(e, LeaderTransferInProgress)
+                ):
+                    # A follower forwards its clients' writes to the leader, as etcd's do; the
+                    # request is answered here once the entry is applied here.
+                    entries = tuple(Entry(0, 0, data=d) for d in batch)
+                    self.send(
+                        [
+                            Message(
+                                type=MessageType.PROP,
+                                to=lead,
+                                from_=self._opts.member_id,
+                                entries=entries,
+                            )
+                        ]
+                    )
+                else:
+                    # No leader yet: try again on the next tick; requests time out meanwhile.
+                    self._pending[:0] = batch
+        while self._pending_conf:
+            cc, rid = self._pending_conf.pop(0)
+            try:
+                self._node.propose_conf_change(cc)
+            except (ProposalDropped, InvalidConfChange) as e:
+                fut = self._waiters.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(errors.NOT_LEADER if not self.is_leader else _conf_refused(e))
+        if self._pending_reads:
+            ctx = next(self._ids).to_bytes(8, "big")
+            try:
+                self._node.read_index(ctx)
+            except ProposalDropped:
+                # No leader to ask: retried on the next tick until the reads time out.
+                self._pending_reads = [f for f in self._pending_reads if not f.done()]
+            else:
+                self._reads[ctx], self._pending_reads = self._pending_reads, []
+
+    def _serve_reads(self, rd: Ready) -> None:
+        for rs in rd.read_states:
+            futs = self._reads.pop(rs.request_ctx, None)
+            if futs:
+                self._read_ready.append((rs.index, futs))
+        if not self._read_ready:
+            return
+        keep = []
+        for index, futs in self._read_ready:
+            if index <= self.applied_index:
+                for f in futs:
+                    if not f.done():
+                        f.set_result(None)
+            else:
+                keep.append((index, futs))
+        self._read_ready = keep
+
+    async def _install_snapshot(self, rd: Ready) -> None:
+        assert rd.snapshot is not None
+        if self.install_snapshot is None:
+            raise RuntimeError("received a snapshot but no installer is configured")
+        await self.install_snapshot(rd.snapshot.metadata)
+        self.applied_index = self.raftlog.applied
+        with self._b.read() as txn:
+            self.revision = self._applier.kv.current_revision(txn)
+        for fn in self._listeners:
+            fn(self.revision)
 
     def _observe(self, rd: Ready) -> None:
         if rd.soft_state is not None:
-            self.leader = rd.soft_state.lead
+            if rd.soft_state.lead != self.leader:
+                self.leader = rd.soft_state.lead
+                self._leader_changed.set()
+                if self.leader:
+                    log.info("raft leader is %x at term %d", self.leader, self._header.raft_term)
+                else:
+                    log.info("raft leader lost at term %d", self._header.raft_term)
             if rd.soft_state.raft_state == StateType.LEADER:
                 log.info("became leader at term %d", self._header.raft_term)
         if rd.hard_state is not None:
@@ -248,9 +487,12 @@ class Driver:
             for fn in self._listeners:
                 fn(self.revision)
 
-    def _persist_apply(self, rd: Ready) -> list[Applied]:
+    def _persist_apply(self, rd: Ready) -> tuple[list[Applied], list[ConfChange]]:
         """One lmdb transaction for the whole Ready; runs on the writer thread."""
         results: list[Applied] = []
+        changes: list[ConfChange] = []
+        if not (rd.entries or rd.hard_state or rd.committed_entries):
+            return results, changes  # messages only (heartbeats): nothing to make durable
         env = self._b.env
         with env.begin(write=True) as txn:
             self.raftlog.append(txn, rd.entries)
@@ -260,7 +502,10 @@ class Driver:
             last = 0
             for e in rd.committed_entries:
                 last = e.index
-                if e.type != EntryType.NORMAL or not e.data:
+                if e.type == EntryType.CONF_CHANGE:
+                    self._apply_conf_change(txn, e, results, changes)
+                    continue
+                if not e.data:
                     continue
                 # A child transaction per entry: an unexpected error in one request rolls back
                 # that request alone, on every member alike, instead of the whole batch.
@@ -286,12 +531,39 @@ class Driver:
                 elif last - first > LOG_KEEP_SHORT and self._b.raftlog_bytes(txn) > LOG_MAX_BYTES:
                     # Large entries: bound the log by size too, so it never outgrows the map.
                     self.raftlog.compact(txn, last - LOG_KEEP_SHORT)
-        return results
+        return results, changes
+
+    def _apply_conf_change(
+        self, txn: lmdb.Transaction, e: Entry, results: list[Applied], changes: list[ConfChange]
+    ) -> None:
+        try:
+            cc = ConfChange.decode(e.data)
+        except InvalidConfChange:
+            log.error("skipping malformed membership change at index %d", e.index)
+            return
+        cs = self.raftlog.initial_state()[1]
+        if self.membership is not None:
+            cs = self.membership.apply_change(txn, cc, cs)
+        else:
+            cs = next_conf_state(cs, cc)
+        self.raftlog.set_conf_state(txn, cs)
+        changes.append(cc)
+        if cc.context:
+            rid = peer_pb2.MemberChange.FromString(cc.context).request_id
+            results.append(Applied(rid, b"", None, self.revision))
+
+
+def _expire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(errors.TIMEOUT)
+
+
+def _conf_refused(e: Exception) -> EtcdError:
+    """A membership change the Raft core refused (another one is still in flight)."""
+    log.info("membership change refused: %s", e)
+    return errors.UNHEALTHY
 
 
 def _internal_error(data: bytes) -> Applied:
-
-    from wardpb.peerpb import peer_pb2
-
     rid = peer_pb2.Entry.FromString(data).header.id
     return Applied(rid, None, EtcdError(grpc.StatusCode.INTERNAL, "etcdserver: internal error"), 0)

@@ -61,6 +61,9 @@ TIMEOUT = _err(_UN, "etcdserver: request timed out")
 TIMEOUT_DUE_TO_LEADER_FAIL = _err(
     _UN, "etcdserver: request timed out, possibly due to previous leader failure"
 )
+TIMEOUT_LEADER_TRANSFER = _err(
+    _UN, "etcdserver: request timed out, leader transfer took too long"
+)
 UNHEALTHY = _err(_UN, "etcdserver: unhealthy cluster")
 CORRUPT = _err(grpc.StatusCode.DATA_LOSS, "etcdserver: corrupt cluster")
 MEMBER_NOT_FOUND = _err(_NF, "etcdserver: member not found")

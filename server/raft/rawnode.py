@@ -27,6 +27,7 @@ from server.raft.types import (
     RESPONSE_MESSAGES,
     ConfChange,
     ConfState,
+    EntryType,
     HardState,
     Message,
     MessageType,
@@ -92,6 +93,14 @@ class RawNode:
             and msg.from_ not in r.trk.progress
         ):
             raise MessageRejected(f"response from non-member {msg.from_}")
+        if msg.type == MessageType.PROP:
+            # A follower forwards its clients' proposals to the leader (as etcd's do). Only
+            # normal entries: a membership change from the network would bypass the one-at-a-
+            # time rule that `propose_conf_change` enforces.
+            if msg.term != 0 or not msg.entries:
+                raise MessageRejected(f"malformed proposal from {msg.from_}")
+            if any(e.type != EntryType.NORMAL for e in msg.entries):
+                raise MessageRejected(f"proposal from {msg.from_} carries a non-normal entry")
         _check_shape(msg)
         r.step(msg)
 

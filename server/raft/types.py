@@ -125,7 +125,6 @@ LOCAL_MESSAGES = frozenset(
     {
         MessageType.HUP,
         MessageType.BEAT,
-        MessageType.PROP,
         MessageType.UNREACHABLE,
         MessageType.SNAP_STATUS,
         MessageType.CHECK_QUORUM,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from wardpb.etcdserverpb import rpc_pb2 as wardpb_dot_etcdserverpb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18wardpb/peerpb/peer.proto\x12\nwardpeerpb\x1a\x1dwardpb/etcdserverpb/rpc.proto\"D\n\rRequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rauth_revision\x18\x03 \x01(\x04\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"\xd0\x03\n\x05\x45ntry\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.wardpeerpb.RequestHeader\x12\'\n\x03put\x18\x03 \x01(\x0b\x32\x18.etcdserverpb.PutRequestH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x04 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequestH\x00\x12\'\n\x03txn\x18\x05 \x01(\x0b\x32\x18.etcdserverpb.TxnRequestH\x00\x12\x35\n\ncompaction\x18\x06 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x12\x36\n\x0blease_grant\x18\x07 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequestH\x00\x12\x38\n\x0clease_revoke\x18\x08 \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequestH\x00\x12+\n\x05\x61larm\x18\t \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequestH\x00\x12/\n\x0clease_expire\x18\n \x01(\x0b\x32\x17.wardpeerpb.LeaseExpireH\x00\x42\t\n\x07requestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18wardpb/peerpb/peer.proto\x12\nwardpeerpb\x1a\x1dwardpb/etcdserverpb/rpc.proto\"D\n\rRequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rauth_revision\x18\x03 \x01(\x04\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"H\n\x0cMemberChange\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.etcdserverpb.Member\"\xfd\x03\n\x05\x45ntry\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.wardpeerpb.RequestHeader\x12\'\n\x03put\x18\x03 \x01(\x0b\x32\x18.etcdserverpb.PutRequestH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x04 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequestH\x00\x12\'\n\x03txn\x18\x05 \x01(\x0b\x32\x18.etcdserverpb.TxnRequestH\x00\x12\x35\n\ncompaction\x18\x06 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x12\x36\n\x0blease_grant\x18\x07 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequestH\x00\x12\x38\n\x0clease_revoke\x18\x08 \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequestH\x00\x12+\n\x05\x61larm\x18\t \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequestH\x00\x12/\n\x0clease_expire\x18\n \x01(\x0b\x32\x17.wardpeerpb.LeaseExpireH\x00\x12+\n\x0bmember_attr\x18( \x01(\x0b\x32\x14.etcdserverpb.MemberH\x00\x42\t\n\x07requestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REQUESTHEADER']._serialized_end=139
   _globals['_LEASEEXPIRE']._serialized_start=141
   _globals['_LEASEEXPIRE']._serialized_end=167
-  _globals['_ENTRY']._serialized_start=170
-  _globals['_ENTRY']._serialized_end=634
+  _globals['_MEMBERCHANGE']._serialized_start=169
+  _globals['_MEMBERCHANGE']._serialized_end=241
+  _globals['_ENTRY']._serialized_start=244
+  _globals['_ENTRY']._serialized_end=753
 # @@protoc_insertion_point(module_scope)

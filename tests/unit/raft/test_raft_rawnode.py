@@ -12,6 +12,7 @@ from server.raft import (
     ConfigError,
     ConfState,
     Entry,
+    EntryType,
     HardState,
     InvariantViolation,
     MemoryStorage,
@@ -162,11 +163,42 @@ def test_must_sync_only_when_term_vote_or_entries_change() -> None:
 
 def test_step_rejects_local_message_types_from_network() -> None:
     node, _ = _single()
-    for t in (MessageType.HUP, MessageType.BEAT, MessageType.PROP, MessageType.TRANSFER_LEADER):
+    for t in (MessageType.HUP, MessageType.BEAT, MessageType.TRANSFER_LEADER):
         with pytest.raises(MessageRejected):
             node.step(Message(type=t, to=1, from_=2))
     with pytest.raises(MessageRejected):
         node.step(Message(type=MessageType.APP, to=1, from_=0, term=1))
+
+
+def test_forwarded_proposal_is_committed_by_the_leader() -> None:
+    net = Network([1, 2, 3], seed=1)
+    net.elect(1)
+    net.nodes[1].raw.step(
+        Message(type=MessageType.PROP, to=1, from_=2, entries=(Entry(0, 0, data=b"fwd"),))
+    )
+    net.stabilize()
+    assert b"fwd" in net.nodes[3].applied
+
+
+def test_proposal_from_network_must_be_normal_entries() -> None:
+    node, _ = _single()
+    node.campaign()
+    with pytest.raises(MessageRejected):
+        node.step(Message(type=MessageType.PROP, to=1, from_=2))
+    cc = Entry(0, 0, type=EntryType.CONF_CHANGE, data=b"x")
+    with pytest.raises(MessageRejected):
+        node.step(Message(type=MessageType.PROP, to=1, from_=2, entries=(cc,)))
+    with pytest.raises(MessageRejected):
+        node.step(Message(type=MessageType.PROP, to=1, from_=2, term=5, entries=(Entry(0, 0),)))
+
+
+def test_follower_drops_a_forwarded_proposal() -> None:
+    net = Network([1, 2, 3], seed=1)
+    net.elect(1)
+    with pytest.raises(ProposalDropped):
+        net.nodes[2].raw.step(
+            Message(type=MessageType.PROP, to=2, from_=3, entries=(Entry(0, 0, data=b"x"),))
+        )
 
 
 def test_leader_rejects_response_from_non_member() -> None:
