@@ -94,6 +94,13 @@ class Lessor:
             if self.primary:
                 self._schedule(lid, lease, self._clock() + self._extend + lease.ttl)
 
+    def reset(self, leases: Iterable[tuple[int, int]]) -> None:
+        """Replace every lease by `leases`: the store was replaced by a snapshot image. As
+        primary, each lease gets its full TTL plus the election timeout again, as on start."""
+        self._leases = {}
+        self._heap = []
+        self.recover(leases)
+
     def apply(self, changes: Iterable[tuple[int, int]]) -> None:
         """Changes from the apply path: (ID, TTL) for a grant, (ID, 0) for a revocation."""
         for lid, ttl in changes:

@@ -8,6 +8,9 @@ log entries, the hard state and the effects of the committed entries together.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,10 @@ class Backend:
     def __init__(self, path: str | os.PathLike[str], options: BackendOptions | None = None) -> None:
         self.path = Path(path)
         self.options = options or BackendOptions()
+        # Threads using the environment outside the owner's control (a snapshot image being
+        # copied); `close` waits for them, see `hold`.
+        self._holders = 0
+        self._released = threading.Condition()
         self._open()
 
     def _open(self) -> None:
@@ -114,6 +121,20 @@ class Backend:
             pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
         return pages * self.env.stat()["psize"]
 
+    @contextmanager
+    def hold(self) -> Iterator[lmdb.Environment]:
+        """The environment, kept open until the block ends: `close` (and so `defragment`)
+        waits for every holder, since closing it under a running lmdb call (a copy in another
+        thread) crashes the process."""
+        with self._released:
+            self._holders += 1
+        try:
+            yield self.env
+        finally:
+            with self._released:
+                self._holders -= 1
+                self._released.notify_all()
+
     def reopen(self) -> None:
         """Open the environment again (after `close`), e.g. once a defragmented file is in place.
 
@@ -131,7 +152,7 @@ class Backend:
         tmp.mkdir(mode=0o700, exist_ok=True)
         (tmp / "data.mdb").unlink(missing_ok=True)
         self.env.copy(str(tmp), compact=True)
-        self.env.close()
+        self.close()
         os.replace(tmp / "data.mdb", self.path / "data.mdb")
         fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -158,4 +179,7 @@ class Backend:
         self.env.sync(True)
 
     def close(self) -> None:
-        self.env.close()
+        """Close the environment, once no `hold` is in force."""
+        with self._released:
+            self._released.wait_for(lambda: self._holders == 0)
+            self.env.close()

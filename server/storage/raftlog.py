@@ -1,64 +1,64 @@
 """The Raft log, hard state and membership, in the member's lmdb environment.
 
-Implements `server.raft.Storage` for the core's reads; the driver writes through the mutators,
-inside the same write transaction that applies committed entries, so a `Ready` becomes durable
-with one fsync.
+Implements `server.raft.Storage` (and `SnapshotReader`) for the core's reads; the driver writes
+through the mutators, inside the same write transaction that applies committed entries, so a
+`Ready` becomes durable with one fsync. Snapshot images of the environment (built for followers
+that fell behind the compacted log, and received from the leader) are `server.storage.snapshot`'s;
+`RaftLog` decides when one is needed and hands the driver `stage_chunk` and `install`.
 """
 
 from __future__ import annotations
 
-import struct
+import os
 
 import lmdb
 
-from server.raft import ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata
-from server.raft.errors import LogCompacted, LogUnavailable
+from server.raft import ConfState, Entry, HardState, Snapshot, SnapshotChunk, SnapshotMetadata
+from server.raft.errors import LogCompacted, LogUnavailable, SnapshotTemporarilyUnavailable
 from server.raft.storage import limit_size
+from server.storage import raftmeta
 from server.storage.backend import Backend
+from server.storage.raftmeta import ENTRY_HDR as _HDR
+from server.storage.raftmeta import IDX as _IDX
+from server.storage.raftmeta import (
+    K_APPLIED,
+    K_CONFSTATE,
+    K_HARDSTATE,
+    K_SNAPSHOT,
+    decode_entry,
+)
+from server.storage.snapshot import ImageReceiver, ImageStore, snap_dir_of
 
-_IDX = struct.Struct(">Q")
-_HDR = struct.Struct(">QB")  # term, entry type
-_HS = struct.Struct(">QQQ")
-_SNAP = struct.Struct(">QQ")  # index, term of the last entry compacted away
-
-K_HARDSTATE = b"raft/hardstate"
-K_CONFSTATE = b"raft/confstate"
-K_SNAPSHOT = b"raft/snapshot"
-K_APPLIED = b"raft/applied"
-
-
-def _encode_conf(cs: ConfState) -> bytes:
-    return struct.pack(
-        f">II{len(cs.voters)}Q{len(cs.learners)}Q",
-        len(cs.voters),
-        len(cs.learners),
-        *cs.voters,
-        *cs.learners,
-    )
-
-
-def _decode_conf(raw: bytes) -> ConfState:
-    nv, nl = struct.unpack_from(">II", raw)
-    ids = struct.unpack_from(f">{nv + nl}Q", raw, 8)
-    return ConfState(voters=tuple(ids[:nv]), learners=tuple(ids[nv:]))
+__all__ = ["K_APPLIED", "K_CONFSTATE", "K_HARDSTATE", "K_SNAPSHOT", "RaftLog"]
 
 
 class RaftLog:
-    """`server.raft.Storage` on lmdb, with the driver's write operations."""
+    """`server.raft.Storage` on lmdb, with the driver's write operations and snapshot images.
 
-    def __init__(self, backend: Backend) -> None:
+    Threads: the core calls the Storage methods from the event loop, the driver calls the
+    mutators from its writer thread (never both at once), and an image may be building in a
+    thread of its own meanwhile.
+    """
+
+    def __init__(self, backend: Backend, snap_dir: str | os.PathLike[str] | None = None) -> None:
+        """`snap_dir` holds the snapshot images; by default `snap/` beside the database
+        directory (the data dir's `member/snap`)."""
         self._b = backend
-        with backend.read() as txn:
-            raw = txn.get(K_SNAPSHOT, db=backend.meta)
-            self._snap_index, self._snap_term = _SNAP.unpack(raw) if raw else (0, 0)
-            cur = txn.cursor(db=backend.raftlog)
-            self._last = _IDX.unpack(cur.key())[0] if cur.last() else self._snap_index
-            raw = txn.get(K_HARDSTATE, db=backend.meta)
-            self._hs = HardState(*_HS.unpack(raw)) if raw else HardState()
-            raw = txn.get(K_CONFSTATE, db=backend.meta)
-            self._cs = _decode_conf(raw) if raw else ConfState()
-            raw = txn.get(K_APPLIED, db=backend.meta)
-            self.applied = _IDX.unpack(raw)[0] if raw else 0
+        directory = snap_dir if snap_dir is not None else snap_dir_of(backend)
+        self.images = ImageStore(backend, directory)
+        self._receiver = ImageReceiver(directory)
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the cached state again (done by `install`; after anything else that replaced
+        the database's contents)."""
+        b = self._b
+        with b.read() as txn:
+            self._snap_index, self._snap_term = raftmeta.compaction_point(txn, b.meta)
+            self._last = raftmeta.last_index(txn, b.meta, b.raftlog)
+            self._hs = raftmeta.hard_state(txn, b.meta)
+            self._cs = raftmeta.conf_state(txn, b.meta)
+            self.applied = raftmeta.applied(txn, b.meta)
 
     # ---- server.raft.Storage ----
 
@@ -80,7 +80,7 @@ class RaftLog:
                 idx = _IDX.unpack(k)[0]
                 if idx >= hi:
                     break
-                e = _decode_entry(idx, v)
+                e = decode_entry(idx, v)
                 size += len(e.data)
                 if out and max_size is not None and size > max_size:
                     break
@@ -107,8 +107,31 @@ class RaftLog:
         return self._last
 
     def snapshot(self) -> Snapshot:
-        meta = SnapshotMetadata(conf_state=self._cs, index=self._snap_index, term=self._snap_term)
-        return Snapshot(metadata=meta)
+        """Metadata of the image followers get (no data: they read it with `read_snapshot`).
+
+        The image must cover the compacted log, and its membership must be the current one (a
+        member added since would refuse it); otherwise a new image is started in a thread and
+        `SnapshotTemporarilyUnavailable` raised: the core asks again later.
+        """
+        img = self.images.image
+        if img is not None:
+            meta = img.metadata
+            if meta.index >= self._snap_index and (
+                meta.conf_state == self._cs or meta.index >= self.applied
+            ):
+                return Snapshot(metadata=meta)
+        elif self._snap_index == 0:
+            # Nothing compacted: no follower needs an image.
+            return Snapshot(metadata=SnapshotMetadata(conf_state=self._cs))
+        self.images.build_async()
+        raise SnapshotTemporarilyUnavailable("a snapshot image is being built")
+
+    # ---- server.raft.SnapshotReader ----
+
+    def read_snapshot(
+        self, metadata: SnapshotMetadata, offset: int, max_size: int
+    ) -> tuple[bytes, bool]:
+        return self.images.read(metadata, offset, max_size)
 
     # ---- writes, inside the driver's transaction ----
 
@@ -132,15 +155,15 @@ class RaftLog:
         self._last = entries[-1].index
 
     def set_hard_state(self, txn: lmdb.Transaction, hs: HardState) -> None:
-        txn.put(K_HARDSTATE, _HS.pack(hs.term, hs.vote, hs.commit), db=self._b.meta)
+        raftmeta.put_hard_state(txn, self._b.meta, hs)
         self._hs = hs
 
     def set_conf_state(self, txn: lmdb.Transaction, cs: ConfState) -> None:
-        txn.put(K_CONFSTATE, _encode_conf(cs), db=self._b.meta)
+        raftmeta.put_conf_state(txn, self._b.meta, cs)
         self._cs = cs
 
     def set_applied(self, txn: lmdb.Transaction, index: int) -> None:
-        txn.put(K_APPLIED, _IDX.pack(index), db=self._b.meta)
+        raftmeta.put_applied(txn, self._b.meta, index)
         self.applied = index
 
     def compact(self, txn: lmdb.Transaction, index: int) -> None:
@@ -157,11 +180,39 @@ class RaftLog:
         if cur.first():
             while (k := cur.key()) and _IDX.unpack(k)[0] <= index:
                 cur.delete()
-        txn.put(K_SNAPSHOT, _SNAP.pack(index, term), db=self._b.meta)
+        raftmeta.put_compaction_point(txn, self._b.meta, index, term)
         self._snap_index, self._snap_term = index, term
         self._last = max(self._last, index)
 
+    # ---- snapshots received from the leader ----
 
-def _decode_entry(index: int, raw: bytes) -> Entry:
-    term, typ = _HDR.unpack_from(raw)
-    return Entry(term=term, index=index, type=EntryType(typ), data=raw[_HDR.size :])
+    def stage_chunk(self, chunk: SnapshotChunk) -> None:
+        """Stage one chunk of `Ready.snapshot_chunks` (in order; offset 0 starts over)."""
+        self._receiver.stage(chunk)
+
+    def install(self, metadata: SnapshotMetadata, *, hard_state: HardState | None = None) -> None:
+        """Replace the database by the image staged for `metadata` (`Ready.snapshot`).
+
+        Keeps this member's identity and hard state (`hard_state` if given: pass the Ready's,
+        so it is in the same commit; the commit index is raised to the image's index); the log
+        becomes empty, compacted up to `metadata.index`, which is also the applied index.
+        Crash-safe at every step (see `server.storage.snapshot`).
+
+        The caller guarantees what `Backend.defragment` needs: no transaction open on the
+        environment in this process, and every other process's handles closed (workers
+        paused). A running image build is waited for. This log's cached fields are reloaded
+        here; what else caches the store must be reloaded by the caller (see "Around install"
+        in `server.storage.snapshot`).
+        """
+        self.images.wait()
+        self._receiver.install(self._b, metadata, hard_state=hard_state)
+        self.reload()
+
+    def discard_staged(self) -> None:
+        """Drop a partly received image (e.g. when this member stops following)."""
+        self._receiver.discard()
+
+    def close(self) -> None:
+        """Wait for a running image build; close the served image and any staged one."""
+        self.images.close()
+        self._receiver.discard()

@@ -126,6 +126,17 @@ def test_recover_raises_stored_ttls_to_the_current_minimum(clock: Clock) -> None
     assert lessor.lookup(7) == (3, pytest.approx(3.0))
 
 
+def test_reset_replaces_every_lease_by_those_of_a_snapshot_image(clock: Clock) -> None:
+    lessor = primary(clock, extend=1.0)
+    lessor.apply([(7, 5), (8, 5)])
+    clock.t += 4
+    lessor.reset([(8, 10), (9, 2)])
+    assert 7 not in lessor and len(lessor) == 2
+    assert lessor.lookup(8) == (10, pytest.approx(11.0))  # a full TTL again, as on start
+    clock.t += 3
+    assert lessor.expired() == [9]  # nothing of 7's old deadline is left in the schedule
+
+
 def test_demote_forgets_deadlines_and_a_new_promote_starts_them_over(clock: Clock) -> None:
     lessor = primary(clock)
     lessor.apply([(7, 5)])
