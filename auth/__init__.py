@@ -34,7 +34,14 @@ from auth.model import (
     TokenInfo,
     User,
 )
-from auth.passwords import DEFAULT_COST, TEST_COST, HashCost, PasswordHasher
+from auth.passwords import (
+    BCRYPT_DEFAULT_COST,
+    DEFAULT_COST,
+    TEST_COST,
+    HashCost,
+    PasswordHasher,
+    cost_from_bcrypt,
+)
 from auth.providers import token_provider_from_options
 from auth.ranges import UserPermissions, build_user_permissions
 from auth.ratelimit import RateLimit, RateLimiter
@@ -50,6 +57,7 @@ from auth.tokens import (
 )
 
 __all__ = [
+    "BCRYPT_DEFAULT_COST",
     "DEFAULT_COST",
     "DEFAULT_TTL",
     "FROM_KEY",
@@ -94,6 +102,7 @@ __all__ = [
     "UserPermissions",
     "UserRevokeRole",
     "build_user_permissions",
+    "cost_from_bcrypt",
     "parse_token_options",
     "token_provider_from_options",
 ]

@@ -47,6 +47,34 @@ DEFAULT_COST = HashCost(time_cost=3, memory_cost=64 * 1024, parallelism=4)
 TEST_COST = HashCost(time_cost=1, memory_cost=8, parallelism=1)
 """The cheapest argon2id: for tests only, it protects nothing."""
 
+BCRYPT_DEFAULT_COST = 10
+"""etcd's ``--bcrypt-cost`` default."""
+
+_OWASP_COST = HashCost(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+def cost_from_bcrypt(bcrypt_cost: int) -> HashCost:
+    """The argon2id cost Ward uses for etcd's ``--bcrypt-cost``.
+
+    etcd's default (10) maps to OWASP's argon2id profile (19 MiB, 2 passes, 1 lane): memory-hard,
+    and about as slow per check as bcrypt at 10 is on the same core, so logins cost what operators
+    are used to. Each step of bcrypt's cost doubles its work, so each step here does too: above 10
+    the passes double, below it the memory halves (down to argon2's floor), so ``--bcrypt-cost 4``
+    (what etcd's own tests use) is cheap enough for tests.
+    """
+    if not 4 <= bcrypt_cost <= 31:
+        raise ValueError("bcrypt cost must be between 4 and 31")
+    base = _OWASP_COST
+    if bcrypt_cost >= BCRYPT_DEFAULT_COST:
+        return HashCost(
+            time_cost=base.time_cost << (bcrypt_cost - BCRYPT_DEFAULT_COST),
+            memory_cost=base.memory_cost,
+            parallelism=base.parallelism,
+        )
+    memory = max(base.memory_cost >> (BCRYPT_DEFAULT_COST - bcrypt_cost), 8 * base.parallelism)
+    return HashCost(time_cost=base.time_cost, memory_cost=memory, parallelism=base.parallelism)
+
+
 _HASH_LEN = 32
 _SALT_LEN = 16
 

@@ -61,6 +61,11 @@ class AuthStore:
     def __repr__(self) -> str:
         return f"AuthStore(enabled={self.is_enabled()}, revision={self.revision()})"
 
+    @property
+    def tokens(self) -> TokenProvider:
+        """The token provider this store issues and checks tokens with."""
+        return self._tokens
+
     # --- state ------------------------------------------------------------------------------
 
     def is_enabled(self) -> bool:

@@ -19,7 +19,7 @@ import grpc
 
 from bench import wire
 from bench.config import ProcPlan
-from bench.worker import call_kwargs
+from bench.worker import call_kwargs, open_channel
 
 Op = Callable[[], Awaitable[None]]
 
@@ -70,6 +70,10 @@ class ClosedLoop:
             return self._lease_op(channel)
         if workload == "load":
             return self._load_op(channel)
+        if workload == "connect":
+            return self._connect_op()
+        if workload == "authenticate":
+            return self._authenticate_op(channel)
         raise ValueError(f"not a closed-loop workload: {workload}")
 
     def _put_op(self, channel: grpc.aio.Channel) -> Op:
@@ -131,6 +135,37 @@ class ClosedLoop:
             keys = [b"%08d" % i for i in range(low, high)]
             await call(wire.multi_put_txn(template, keys), **kwargs)
             self.items += high - low
+
+        return op
+
+    def _connect_op(self) -> Op:
+        # A new connection per op (TCP, then TLS with a client certificate when the target has
+        # TLS files), one serializable Range on it, then close: the cost of a new connection.
+        target = self.plan.target
+        endpoint = target.endpoints[self.plan.first_conn % len(target.endpoints)]
+        request = wire.range_template(serializable=True).render(wire.key_bytes(0))
+        kwargs = self._kwargs
+
+        async def op() -> None:
+            channel = open_channel(endpoint, target)
+            try:
+                await channel.unary_unary(wire.KV_RANGE)(request, **kwargs)
+            finally:
+                await channel.close()
+
+        return op
+
+    def _authenticate_op(self, channel: grpc.aio.Channel) -> Op:
+        # Every op checks the password again: what a login costs the server (hashing included).
+        credentials = self.plan.target.credentials
+        if credentials is None:
+            raise ValueError("the authenticate workload needs --user NAME:PASSWORD")
+        call = channel.unary_unary(wire.AUTHENTICATE)
+        request = wire.authenticate(*credentials)
+        timeout = self.plan.config.timeout
+
+        async def op() -> None:
+            await call(request, timeout=timeout)
 
         return op
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bench.config import Target, WorkloadConfig
-from bench.credentials import fetch_token
+from bench.credentials import DEFAULT_USER, enable_auth, fetch_token
 from bench.runner import RunResult, run_workload
 from bench.servers import started_server
 from bench.stats import median, ratio
@@ -26,6 +26,8 @@ class ServerOptions:
     ward_cmd: str | None = None
     etcd_bin: str = "etcd"
     data_root: str | None = None
+    tls: bool = False  # mutual TLS with a fresh CA, the same for both servers
+    auth: bool = False  # auth on, JWT tokens (see bench.credentials.enable_auth)
 
 
 @dataclass
@@ -82,10 +84,15 @@ def run_compare(
                 ward_cmd=options.ward_cmd,
                 etcd_bin=options.etcd_bin,
                 data_root=options.data_root,
+                tls=options.tls,
+                jwt=options.auth,
             ) as server:
-                target = Target((server.endpoint,))
-                if user:
-                    target = replace(target, token=fetch_token(target, *user))
+                target = Target((server.endpoint,), server.tls)
+                login = user or (DEFAULT_USER if options.auth else None)
+                if options.auth and login:
+                    enable_auth(target, *login)
+                if login:
+                    target = replace(target, token=fetch_token(target, *login), credentials=login)
                 result = run_workload(config, target, server=kind, server_pid=server.pid)
             comparison.runs[kind].append(result)
             if progress:

@@ -5,14 +5,14 @@ client processes (``ProcPlan``). All plain, picklable data: plans cross the spaw
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from bench.stats import split_evenly
 from bench.wire import MAX_KEY_SPACE
 
 # Workloads driven by closed loops of unary calls.
-CLOSED_LOOP_WORKLOADS = ("put", "range", "txn-put", "lease", "load")
+CLOSED_LOOP_WORKLOADS = ("put", "range", "txn-put", "lease", "load", "connect", "authenticate")
 WATCH_WORKLOADS = ("watch", "watch-idle")
 WORKLOADS = CLOSED_LOOP_WORKLOADS + WATCH_WORKLOADS
 
@@ -122,6 +122,8 @@ class Target:
     endpoints: tuple[str, ...]
     tls: TlsFiles | None = None
     token: str | None = None
+    # NAME and PASSWORD the `authenticate` workload logs in with (--user).
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
 
     @classmethod
     def from_urls(cls, urls: str, tls: TlsFiles | None = None) -> Target:

@@ -19,7 +19,7 @@ from types import FrameType
 
 from bench.compare import ServerOptions, run_compare
 from bench.config import WORKLOADS, ConfigError, Target, TlsFiles, WorkloadConfig
-from bench.credentials import fetch_token, parse_user
+from bench.credentials import DEFAULT_USER, enable_auth, fetch_token, parse_user
 from bench.report import format_compare, format_run, write_json
 from bench.runner import BenchError, RunResult, run_workload
 from bench.servers import SERVER_KINDS, ServerStartError, started_server
@@ -69,6 +69,17 @@ def _server_options() -> argparse.ArgumentParser:
     g.add_argument("--etcd-bin", default="etcd", help="etcd binary (default: etcd on PATH)")
     g.add_argument("--data-root", help="where temporary data dirs go (default: $TMPDIR)")
     g.add_argument("--user", help="NAME:PASSWORD to authenticate as, for servers with auth on")
+    g.add_argument(
+        "--tls",
+        action="store_true",
+        help="started servers serve mutual TLS (a fresh CA; clients present its certificate)",
+    )
+    g.add_argument(
+        "--auth",
+        action="store_true",
+        help="started servers get auth on with JWT tokens; requests run as --user (default"
+        " bench:bench-password), who may read and write every bench key",
+    )
     g.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return p
 
@@ -151,17 +162,22 @@ def _run_one(args: argparse.Namespace, config: WorkloadConfig) -> RunResult:
             ward_cmd=args.ward_cmd,
             etcd_bin=args.etcd_bin,
             data_root=args.data_root,
+            tls=args.tls,
+            jwt=args.auth,
         ) as server:
-            target = Target((server.endpoint,))
+            target = Target((server.endpoint,), server.tls)
+            user = user or (DEFAULT_USER if args.auth else None)
+            if args.auth and user:
+                enable_auth(target, *user)
             if user:
-                target = replace(target, token=fetch_token(target, *user))
+                target = replace(target, token=fetch_token(target, *user), credentials=user)
             return run_workload(config, target, server=args.start, server_pid=server.pid)
     tls = None
     if args.cacert or args.cert or args.key:
         tls = TlsFiles(args.cacert, args.cert, args.key)
     target = Target.from_urls(args.endpoints, tls)
     if user:
-        target = replace(target, token=fetch_token(target, *user))
+        target = replace(target, token=fetch_token(target, *user), credentials=user)
     return run_workload(config, target, server="external", server_pid=args.pid)
 
 
@@ -189,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ward_cmd=args.ward_cmd,
                 etcd_bin=args.etcd_bin,
                 data_root=args.data_root,
+                tls=args.tls,
+                auth=args.auth,
             )
             user = parse_user(args.user) if args.user else None
             comparison = run_compare(

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 
 from bench import wire
+from bench.config import TlsFiles
 
 SERVER_KINDS = ("etcd", "ward")
 _HOST = "127.0.0.1"
@@ -51,11 +52,12 @@ class StartedServer:
     pid: int
     data_dir: Path
     log_path: Path
+    tls: TlsFiles | None = None
 
     @property
     def url(self) -> str:
         """The client URL."""
-        return f"http://{self.endpoint}"
+        return f"{'https' if self.tls else 'http'}://{self.endpoint}"
 
 
 def free_port() -> int:
@@ -65,9 +67,60 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def etcd_flags(name: str, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
-    """One-member etcd flags on loopback ports (Ward accepts the same)."""
-    client = f"http://{_HOST}:{client_port}"
+def make_pki(directory: Path) -> TlsFiles:
+    """A fresh CA, a server certificate for the loopback address and a client certificate (CN
+    root), made with Ward's ``pki`` package; what a ``--tls`` run serves and presents."""
+    from pki import PKIStore, Profile
+
+    store = PKIStore(directory)
+    store.init_ca(common_name="ward-bench CA")
+    store.issue(Profile.SERVER, "server", dns=["localhost"], ips=[_HOST])
+    store.issue(Profile.CLIENT, "client", common_name="root")
+    return TlsFiles(
+        cacert=str(store.ca_cert_path),
+        cert=str(store.cert_path("client")),
+        key=str(store.key_path("client")),
+    )
+
+
+def tls_flags(directory: Path) -> list[str]:
+    """etcd's flags for mutual TLS with the files ``make_pki`` wrote (Ward takes the same)."""
+    return [
+        f"--cert-file={directory / 'server.crt'}",
+        f"--key-file={directory / 'server.key'}",
+        f"--trusted-ca-file={directory / 'ca.crt'}",
+        "--client-cert-auth",
+    ]
+
+
+def jwt_flags(directory: Path) -> list[str]:
+    """etcd's `--auth-token` for ES256 JWTs with a fresh key pair written to `directory`."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = directory / "jwt.key", directory / "jwt.pub"
+    priv.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return ["--auth-token", f"jwt,pub-key={pub},priv-key={priv},sign-method=ES256"]
+
+
+def etcd_flags(
+    name: str, data_dir: Path, client_port: int, peer_port: int, *, tls: bool = False
+) -> list[str]:
+    """One-member etcd flags on loopback ports (Ward accepts the same); ``tls``: https."""
+    client = f"{'https' if tls else 'http'}://{_HOST}:{client_port}"
     peer = f"http://{_HOST}:{peer_port}"
     return [
         "--name", name,
@@ -117,11 +170,23 @@ def server_command(
     raise ValueError(f"unknown server kind {kind!r}; expected one of {SERVER_KINDS}")
 
 
-def wait_ready(endpoint: str, proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+def _channel(endpoint: str, tls: TlsFiles | None) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(endpoint)
+    files = [Path(p).read_bytes() if p else None for p in (tls.cacert, tls.key, tls.cert)]
+    return grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(*files))
+
+
+def wait_ready(
+    endpoint: str,
+    proc: subprocess.Popen[bytes] | None,
+    timeout: float,
+    tls: TlsFiles | None = None,
+) -> None:
     """Poll a linearizable Range until the server answers (a leader exists) or time runs out."""
     deadline = time.monotonic() + timeout
     request = wire.range_template(serializable=False).render(wire.key_bytes(0))
-    with grpc.insecure_channel(endpoint) as channel:
+    with _channel(endpoint, tls) as channel:
         call = channel.unary_unary(wire.KV_RANGE)
         while True:
             if proc is not None and proc.poll() is not None:
@@ -166,9 +231,13 @@ def started_server(
     etcd_bin: str = "etcd",
     data_root: str | None = None,
     ready_timeout: float = 60.0,
+    tls: bool = False,
+    jwt: bool = False,
 ) -> Iterator[StartedServer]:
     """Start a fresh server of ``kind`` in a temporary data dir; stop it and remove the dir after.
 
+    With ``tls`` the server serves mutual TLS with a fresh CA's certificates (the same flags for
+    etcd and Ward), and ``StartedServer.tls`` holds what clients present.
     Raises ServerStartError (with the tail of the server's log) if it does not come up.
     """
     command, env = server_command(kind, ward_cmd=ward_cmd, etcd_bin=etcd_bin)
@@ -177,7 +246,14 @@ def started_server(
     client_port, peer_port = free_port(), free_port()
     while peer_port == client_port:
         peer_port = free_port()
-    argv = [*command, *etcd_flags("bench", data_dir, client_port, peer_port), *extra_args]
+    files = make_pki(root / "pki") if tls else None
+    argv = [*command, *etcd_flags("bench", data_dir, client_port, peer_port, tls=tls)]
+    if tls:
+        argv += tls_flags(root / "pki")
+    if jwt and kind == "etcd":
+        # Ward signs JWTs by default (with a key of its own); etcd needs a key pair given.
+        argv += jwt_flags(root / "jwt")
+    argv += extra_args
     proc: subprocess.Popen[bytes] | None = None
     try:
         with open(log_path, "wb") as log:
@@ -192,13 +268,13 @@ def started_server(
             )
         endpoint = f"{_HOST}:{client_port}"
         try:
-            wait_ready(endpoint, proc, ready_timeout)
+            wait_ready(endpoint, proc, ready_timeout, files)
         except ServerStartError as err:
             raise ServerStartError(
                 f"{kind} did not start ({err}); command: {shlex.join(argv)}\n"
                 f"--- last lines of {log_path} ---\n{_log_tail(log_path)}"
             ) from None
-        yield StartedServer(kind, endpoint, proc.pid, data_dir, log_path)
+        yield StartedServer(kind, endpoint, proc.pid, data_dir, log_path, files)
     finally:
         if proc is not None:
             stop_group(proc)

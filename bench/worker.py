@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 import grpc
 
-from bench.config import WATCH_WORKLOADS, ProcPlan, Target
+from bench.config import WATCH_WORKLOADS, ProcPlan, Target, TlsFiles
 
 # Every channel gets its own subchannel pool; otherwise grpc would share one TCP connection
 # between channels with the same target and arguments, and --conns would mean nothing.
@@ -55,16 +56,22 @@ def read_file(path: str | None) -> bytes | None:
         return f.read()
 
 
+@functools.cache
+def _credentials(tls: TlsFiles) -> grpc.ChannelCredentials:
+    # Read once per process: the connect workload opens a channel per request.
+    return grpc.ssl_channel_credentials(
+        root_certificates=read_file(tls.cacert),
+        private_key=read_file(tls.key),
+        certificate_chain=read_file(tls.cert),
+    )
+
+
 def open_channel(endpoint: str, target: Target) -> grpc.aio.Channel:
-    """A grpc.aio channel with its own TCP connection to ``endpoint``."""
+    """A grpc.aio channel with its own TCP connection to ``endpoint`` (a full TLS handshake:
+    no session is resumed, gRPC keeps no TLS session cache unless asked)."""
     if target.tls is None:
         return grpc.aio.insecure_channel(endpoint, options=_CHANNEL_OPTIONS)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=read_file(target.tls.cacert),
-        private_key=read_file(target.tls.key),
-        certificate_chain=read_file(target.tls.cert),
-    )
-    return grpc.aio.secure_channel(endpoint, credentials, options=_CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(endpoint, _credentials(target.tls), options=_CHANNEL_OPTIONS)
 
 
 def make_driver(plan: ProcPlan, channels: list[grpc.aio.Channel]) -> Driver:

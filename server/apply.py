@@ -12,6 +12,7 @@ import collections
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import lmdb
 
@@ -83,6 +84,17 @@ class Applier:
         self.lease_changes: collections.deque[tuple[int, int]] = collections.deque()
         self._entry_leases: list[tuple[int, int]] = []
         self._request_id = 0
+        # Checks every entry's caller before it applies (the member installs auth's, see
+        # server/auth_apply.py); raises the entry's EtcdError to refuse it.
+        self.guard: Callable[[lmdb.Transaction, peer_pb2.RequestHeader, str, Any], None] | None = (
+            None
+        )
+
+    def register(
+        self, kind: str, handler: Callable[[lmdb.Transaction, KVWriter, Any], bytes]
+    ) -> None:
+        """Apply entries of request kind `kind` (an `Entry` oneof field) with `handler`."""
+        self._handlers[kind] = handler
 
     def apply(self, txn: lmdb.Transaction, data: bytes) -> Applied:
         entry = peer_pb2.Entry.FromString(data)
@@ -95,7 +107,10 @@ class Applier:
             handler = self._handlers.get(kind or "")
             if handler is None:
                 raise errors.UNIMPLEMENTED
-            resp = handler(txn, w, getattr(entry, kind))  # type: ignore[arg-type]
+            request = getattr(entry, kind)  # type: ignore[arg-type]
+            if self.guard is not None:
+                self.guard(txn, entry.header, kind, request)  # type: ignore[arg-type]
+            resp = handler(txn, w, request)
         except EtcdError as e:
             return Applied(entry.header.id, None, e, w.revision)
         # Only an entry that applied whole tells the lessor; a failed one is rolled back.

@@ -19,7 +19,11 @@ from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
 import grpc
+import lmdb
 
+from auth.model import TokenInfo
+from server.access import request_header
+from server.api.rpc import CallInfo
 from server.api.validate import check_delete, check_range, check_txn
 from server.errors import EtcdError
 from server.state import ENTRY_DELETE_RANGE, ENTRY_LEASE_GRANT, ENTRY_TXN, ServerState
@@ -79,13 +83,33 @@ def create_is(key: bytes, rev: int) -> rpc_pb2.Compare:
 
 
 class Keyspace:
-    """What the recipes do through etcd's client, done through this process's own paths."""
+    """What the recipes do through etcd's client, done through this process's own paths.
 
-    def __init__(self, state: ServerState, clock: RevisionClock) -> None:
+    As in etcd, whose recipes run on a client carrying the caller's token, everything runs as
+    the caller (`as_caller`): reads are checked here, writes where they apply.
+    """
+
+    def __init__(
+        self,
+        state: ServerState,
+        clock: RevisionClock,
+        *,
+        caller: TokenInfo | None = None,
+        cleanups: set[asyncio.Task[Any]] | None = None,
+    ) -> None:
         self._s = state
         self._clock = clock
+        self._caller = caller
         self._events = EventReader(state.backend, state.kv)
-        self._cleanups: set[asyncio.Task[Any]] = set()
+        self._cleanups: set[asyncio.Task[Any]] = set() if cleanups is None else cleanups
+
+    async def as_caller(self, call: CallInfo) -> Keyspace:
+        """This keyspace as the caller of `call` sees it."""
+        caller = await self._s.auth.identify(call)
+        return Keyspace(self._s, self._clock, caller=caller, cleanups=self._cleanups)
+
+    def _header_bytes(self) -> bytes:
+        return request_header(self._caller)
 
     def header(self, rev: int) -> rpc_pb2.ResponseHeader:
         return rpc_pb2.ResponseHeader.FromString(self._s.header.header(rev))
@@ -93,20 +117,25 @@ class Keyspace:
     async def txn(self, r: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         check_txn(r, self._s.max_txn_ops)
         await self._s.storage_open()
-        raw = await self._s.proposer.propose(ENTRY_TXN, r.SerializeToString())
+        raw = await self._s.proposer.propose(
+            ENTRY_TXN, r.SerializeToString(), header=self._header_bytes()
+        )
         return rpc_pb2.TxnResponse.FromString(raw)
 
     async def get(self, r: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         check_range(r)
         await self._s.storage_open()
-        with self._s.backend.read() as txn:
+        with self._s.backend.read() as txn, self._s.auth.checker(txn, self._caller) as chk:
+            chk.range(r)
             return rpc_pb2.RangeResponse.FromString(self._s.reader.range(txn, r))
 
     async def delete(self, key: bytes) -> rpc_pb2.DeleteRangeResponse:
         r = rpc_pb2.DeleteRangeRequest(key=key)
         check_delete(r)
         await self._s.storage_open()
-        raw = await self._s.proposer.propose(ENTRY_DELETE_RANGE, r.SerializeToString())
+        raw = await self._s.proposer.propose(
+            ENTRY_DELETE_RANGE, r.SerializeToString(), header=self._header_bytes()
+        )
         return rpc_pb2.DeleteRangeResponse.FromString(raw)
 
     async def session_lease(self, lease: int) -> int:
@@ -119,7 +148,9 @@ class Keyspace:
             return lease
         req = rpc_pb2.LeaseGrantRequest(TTL=SESSION_TTL)
         await self._s.storage_open()
-        raw = await self._s.proposer.propose(ENTRY_LEASE_GRANT, req.SerializeToString())
+        raw = await self._s.proposer.propose(
+            ENTRY_LEASE_GRANT, req.SerializeToString(), header=self._header_bytes()
+        )
         return rpc_pb2.LeaseGrantResponse.FromString(raw).ID
 
     def cleanup(self, work: Coroutine[Any, Any, object]) -> None:
@@ -167,9 +198,18 @@ class Keyspace:
         """Whether this incarnation of `key` is still there (a deleted and re-created key has a
         new create revision, so it counts as deleted, as etcd's watch would report it)."""
         await self._s.storage_open()
-        with self._s.backend.read() as txn:
+        with self._s.backend.read() as txn, self._s.auth.checker(txn, self._caller) as chk:
+            chk.read(key)
             item = self._s.kv.get(txn, key)
         return item is not None and item.create == create_rev
+
+    def _admit(self, txn: lmdb.Transaction, watchers: list[Watcher]) -> list[Watcher]:
+        """A watch stops (with etcd's permission error) once the caller may not read its range;
+        checked in the transaction its events are read in."""
+        with self._s.auth.checker(txn, self._caller) as chk:
+            for w in watchers:
+                chk.read(w.key, w.end)
+        return watchers
 
     async def watch(
         self, key: bytes, end: bytes, start_rev: int
@@ -188,7 +228,8 @@ class Keyspace:
                 await self._s.storage_open()
                 if watcher.next_rev < self._events.compacted():
                     return
-                for _w, rev, evs in self._events.read([watcher], self._clock.current):
+                reading = self._events.read([watcher], self._clock.current, admit=self._admit)
+                for _w, rev, evs in reading:
                     # The reader hands out `events` fields of a WatchResponse, ready to send.
                     events = rpc_pb2.WatchResponse.FromString(b"".join(evs)).events
                     yield self.header(rev), list(events)

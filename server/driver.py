@@ -80,6 +80,8 @@ class DriverOptions:
     snapshot_count: int = 100_000
     max_request_bytes: int = 1_572_864
     learners: tuple[int, ...] = ()
+    # Where snapshot images are built and received (None: beside the database).
+    snap_dir: str | None = None
     # etcd's request timeout: 5 s plus twice the election timeout.
     request_timeout_s: float = 7.0
 
@@ -100,7 +102,7 @@ class Driver:
         self._header = header
         self._opts = options
         self.membership = membership
-        self.raftlog = RaftLog(backend)
+        self.raftlog = RaftLog(backend, options.snap_dir)
         if not self.raftlog.initial_state()[1].voters:
             with backend.write() as txn:
                 self.raftlog.set_conf_state(
@@ -116,6 +118,10 @@ class Driver:
             self.raftlog,
         )
         self._pending: list[bytes] = []
+        self._pending_ids: list[int] = []
+        # Proposals handed to a leader (this member, or the one they were forwarded to) and not
+        # yet applied here: when leadership moves elsewhere, their outcome is unknown.
+        self._sent_to: dict[int, int] = {}
         self._pending_conf: list[tuple[ConfChange, int]] = []
         self._pending_reads: list[asyncio.Future[None]] = []
         # Read requests handed to Raft, by context, and those answered but not yet applied.
@@ -140,8 +146,8 @@ class Driver:
         self.revision = 0
         self.applied_index = self.raftlog.applied
         self._leader_changed = asyncio.Event()
-        # Snapshot staging and installation (server/storage/snapshot.py), set by the member.
-        self.snapshots: SnapshotStager | None = None
+        # Snapshot staging (server/storage/snapshot.py) and installation, set by the member.
+        self.snapshots: SnapshotStager | None = self.raftlog
         self.install_snapshot: Callable[[SnapshotMetadata], Awaitable[None]] | None = None
 
     # ---- public ----
@@ -177,6 +183,7 @@ class Driver:
                 if not f.done():
                     f.set_exception(errors.STOPPED)
         self._writer.shutdown(wait=True)
+        self.raftlog.close()
 
     def add_listener(self, fn: Listener) -> None:
         """Called with the new revision after every commit that applied entries."""
@@ -204,6 +211,7 @@ class Driver:
             raise errors.REQUEST_TOO_LARGE
         fut = self._wait_for(rid)
         self._pending.append(data)
+        self._pending_ids.append(rid)
         self._wake.set()
         return fut
 
@@ -308,6 +316,14 @@ class Driver:
         return self.leader == self._opts.member_id
 
     @property
+    def member_id(self) -> int:
+        return self._opts.member_id
+
+    @property
+    def request_timeout_s(self) -> float:
+        return self._opts.request_timeout_s
+
+    @property
     def term(self) -> int:
         return self._header.raft_term
 
@@ -332,6 +348,7 @@ class Driver:
         dl = self._deadlines
         while dl and dl[0][0] <= now:
             _, rid = dl.popleft()
+            self._sent_to.pop(rid, None)
             fut = self._waiters.pop(rid, None)
             if fut is not None and not fut.done():
                 # The entry may still commit later (a lost leader, a partition): as in etcd,
@@ -389,8 +406,11 @@ class Driver:
         """Hand queued proposals, membership changes and read requests to the node."""
         if self._pending:
             batch, self._pending = self._pending, []
+            ids, self._pending_ids = self._pending_ids, []
+            me = self._opts.member_id
             try:
                 self._node.propose_many(batch)
+                self._sent_to.update(dict.fromkeys(ids, me))
             except ProposalDropped as e:
                 lead = self.leader
                 if (
@@ -401,6 +421,7 @@ class Driver:
                     # A follower forwards its clients' writes to the leader, as etcd's do; the
                     # request is answered here once the entry is applied here.
                     entries = tuple(Entry(0, 0, data=d) for d in batch)
+                    self._sent_to.update(dict.fromkeys(ids, lead))
                     self.send(
                         [
                             Message(
@@ -414,6 +435,7 @@ class Driver:
                 else:
                     # No leader yet: try again on the next tick; requests time out meanwhile.
                     self._pending[:0] = batch
+                    self._pending_ids[:0] = ids
         while self._pending_conf:
             cc, rid = self._pending_conf.pop(0)
             try:
@@ -465,6 +487,7 @@ class Driver:
             if rd.soft_state.lead != self.leader:
                 self.leader = rd.soft_state.lead
                 self._leader_changed.set()
+                self._fail_orphans()
                 if self.leader:
                     log.info("raft leader is %x at term %d", self.leader, self._header.raft_term)
                 else:
@@ -474,8 +497,22 @@ class Driver:
         if rd.hard_state is not None:
             self._header.raft_term = rd.hard_state.term
 
+    def _fail_orphans(self) -> None:
+        """Leadership moved: proposals sent to another leader may never commit. Tell their
+        clients now (etcd's "possibly due to previous leader failure") rather than after the
+        request timeout; they may still apply, as with any timeout."""
+        lead = self.leader
+        orphans = [rid for rid, to in self._sent_to.items() if to != lead]
+        for rid in orphans:
+            del self._sent_to[rid]
+            fut = self._waiters.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(errors.TIMEOUT_DUE_TO_LEADER_FAIL)
+
     def _answer(self, results: list[Applied]) -> None:
+        sent = self._sent_to
         for a in results:
+            sent.pop(a.request_id, None)
             fut = self._waiters.pop(a.request_id, None)
             if fut is not None and not fut.done():
                 if a.error is not None:
@@ -526,8 +563,11 @@ class Driver:
                 self.raftlog.set_applied(txn, last)
                 self.applied_index = last
                 first = self.raftlog.first_index()
-                if last - first > self._opts.snapshot_count + LOG_KEEP:
-                    self.raftlog.compact(txn, last - LOG_KEEP)
+                # etcd keeps 5000 entries for slow followers whatever --snapshot-count says;
+                # Ward keeps fewer when the operator asked for a shorter log.
+                keep = min(LOG_KEEP, max(self._opts.snapshot_count, LOG_KEEP_SHORT))
+                if last - first > self._opts.snapshot_count + keep:
+                    self.raftlog.compact(txn, last - keep)
                 elif last - first > LOG_KEEP_SHORT and self._b.raftlog_bytes(txn) > LOG_MAX_BYTES:
                     # Large entries: bound the log by size too, so it never outgrows the map.
                     self.raftlog.compact(txn, last - LOG_KEEP_SHORT)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import grpc
 
+from auth.errors import AuthError
+
 
 class EtcdError(Exception):
     """An error with etcd's gRPC status code and message."""
@@ -68,6 +70,10 @@ UNHEALTHY = _err(_UN, "etcdserver: unhealthy cluster")
 CORRUPT = _err(grpc.StatusCode.DATA_LOSS, "etcdserver: corrupt cluster")
 MEMBER_NOT_FOUND = _err(_NF, "etcdserver: member not found")
 MEMBER_EXIST = _err(_FP, "etcdserver: member ID already exist")
+MEMBER_BAD_URLS = _err(_IA, "etcdserver: given member URLs are invalid")
+NOT_ENOUGH_STARTED_MEMBERS = _err(
+    _FP, "etcdserver: re-configuration failed due to not enough started members"
+)
 PEER_URL_EXIST = _err(_FP, "etcdserver: Peer URLs already exists")
 MEMBER_NOT_LEARNER = _err(_FP, "etcdserver: can only promote a learner member")
 LEARNER_NOT_READY = _err(
@@ -85,6 +91,46 @@ def grpc_too_large(received: int, limit: int) -> EtcdError:
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         f"grpc: received message larger than max ({received} vs. {limit})",
     )
+
+
+# Auth: the auth core's errors carry etcd's code and message already; Ward's own below.
+HASHED_PASSWORD_REFUSED = _err(
+    _IA, "ward: hashed passwords are not accepted (Ward hashes with argon2id); send the password"
+)
+NAME_TOO_LONG = _err(_IA, "ward: user or role name is too long")
+MALFORMED_AUTH_ENTRY = _err(_IA, "ward: malformed auth entry")
+
+
+class AuthDenied(EtcdError):
+    """An auth error as etcd's RPC layer maps it; `auth_error` is the auth core's error."""
+
+    __slots__ = ("auth_error",)
+
+    def __init__(self, e: AuthError) -> None:
+        super().__init__(grpc.StatusCode[e.code.value], e.message)
+        self.auth_error = e
+
+
+def from_auth(e: AuthError) -> AuthDenied:
+    """The status etcd sends for an auth error (the auth core names the code, grpc-free)."""
+    return AuthDenied(e)
+
+
+# etcd's Maintenance service returns the auth store's Go errors unmapped, so its clients see
+# status Unknown and these texts (etcd's auth/store.go).
+_AUTH_GO_TEXT = {
+    "UserEmpty": "auth: user name is empty",
+    "UserNotFound": "auth: user not found",
+    "PermissionDenied": "auth: permission denied",
+    "InvalidAuthToken": "auth: invalid auth token",
+    "AuthOldRevision": "auth: revision in header is old",
+}
+
+
+def unmapped_auth(e: AuthDenied) -> EtcdError:
+    """`e` as etcd's Maintenance service sends it: status Unknown, the Go error's text."""
+    text = _AUTH_GO_TEXT.get(type(e.auth_error).__name__, e.message)
+    return EtcdError(grpc.StatusCode.UNKNOWN, text)
 
 
 # For the inter-process link: statuses travel as their numeric value.

@@ -37,9 +37,11 @@ PUSH_TERM = 20  # payload: u64 term
 PUSH_REV = 21  # payload: u64 revision
 PUSH_PAUSE = 22  # payload: u64 sequence; close the environment, then answer PAUSED
 PUSH_RESUME = 23  # payload: u64 sequence; reopen the environment
+PUSH_READ_MODE = 24  # payload: u64 1 when linearizable reads need a read index, else 0
 # worker -> core
 PAUSED = 3  # payload: u64 sequence of the PUSH_PAUSE this answers
 SERVING = 4  # the worker's listeners are up
+READ_INDEX = 5  # answered once the core applied everything committed when it arrived
 
 _U64 = struct.Struct(">Q")
 
@@ -128,6 +130,9 @@ class CoreLink:
     async def serving(self) -> None:
         await self._request(SERVING, b"")
 
+    async def read_index(self) -> None:
+        await self._request(READ_INDEX, b"")
+
     async def paused(self, seq: int) -> None:
         await self._request(PAUSED, _U64.pack(seq))
 
@@ -155,6 +160,8 @@ class WorkerHub:
     def __init__(self, submit: Submit, handlers: Handlers) -> None:
         self._submit = submit
         self._handlers = handlers
+        # The member's read barrier (None to await when no read index is needed).
+        self.read_index: Callable[[], Awaitable[None] | None] = lambda: None
         self._writers: set[asyncio.StreamWriter] = set()
         self._serving: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -258,6 +265,11 @@ class WorkerHub:
                     self._paused.add(writer)
                     if self._paused >= self._writers:
                         self._all_paused.set()
+                resp = b""
+            elif kind == READ_INDEX:
+                wait = self.read_index()
+                if wait is not None:
+                    await wait
                 resp = b""
             elif kind == CALL:
                 (method, peer, token, cn), off = _read_strs(payload, 4)

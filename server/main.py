@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -12,10 +13,12 @@ from collections.abc import Sequence
 import uvloop
 
 from server import logs
+from server.authsetup import AuthOptions
 from server.config import Config, ConfigError, ShowHelp, ShowVersion, parse_config
 from server.datadir import DataDirError
 from server.server import Member, ServerOptions
 from server.state import API_VERSION, WARD_VERSION
+from server.tls import TLSSetupError, cipher_suites_value, client_listener_tls, use_cipher_suites
 
 log = logging.getLogger("ward.main")
 
@@ -23,22 +26,24 @@ log = logging.getLogger("ward.main")
 def options_from_config(cfg: Config) -> ServerOptions:
     """What the member needs, from the validated configuration."""
     listen = []
+    secure = []
     for u in cfg.listen_client_urls:
-        if u.is_unix:
-            listen.append(f"unix:{u.socket_path}")
-        elif u.is_tls:
-            raise ConfigError(
-                f"{u}: TLS client listeners come with Ward's PKI support; use http:// for now"
-            )
-        else:
-            listen.append(u.hostport)
+        address = f"unix:{u.socket_path}" if u.is_unix else u.hostport
+        listen.append(address)
+        if u.is_tls:
+            secure.append(address)
     return ServerOptions(
         name=cfg.name,
         data_dir=str(cfg.data_dir),
         listen_client=tuple(listen),
+        listen_client_tls=tuple(secure),
+        client_tls=client_listener_tls(cfg),
         advertise_client_urls=tuple(str(u) for u in cfg.advertise_client_urls),
         initial_cluster={m.name: tuple(str(u) for u in m.peer_urls) for m in cfg.initial_cluster},
         initial_cluster_token=cfg.initial_cluster_token,
+        initial_cluster_state=cfg.initial_cluster_state,
+        listen_peer=tuple(_peer_listen(cfg)),
+        strict_reconfig=cfg.strict_reconfig_check,
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
         snapshot_count=cfg.snapshot_count,
@@ -51,7 +56,23 @@ def options_from_config(cfg: Config) -> ServerOptions:
         log_level=cfg.log_level,
         log_outputs=tuple(cfg.log_outputs),
         watch_progress_interval=cfg.experimental_watch_progress_notify_interval,
+        auth=AuthOptions(
+            token=cfg.auth_token,
+            token_ttl=float(cfg.auth_token_ttl),
+            bcrypt_cost=cfg.bcrypt_cost,
+            min_password_length=cfg.auth_min_password_length,
+        ),
     )
+
+
+def _peer_listen(cfg: Config) -> list[str]:
+    out = []
+    for u in cfg.listen_peer_urls:
+        if u.is_tls:
+            # Peer TLS arrives with the PKI work; until then https:// peers are refused.
+            raise ConfigError(f"{u}: TLS peer listeners are not supported yet; use http://")
+        out.append(u.hostport)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg, warnings = parse_config(args, os.environ)
         options = options_from_config(cfg)
+        if use_cipher_suites(cipher_suites_value(cfg)):
+            if argv is not None:
+                raise ConfigError("--cipher-suites takes effect in a new process only")
+            # gRPC read its cipher list when it was imported: start again with the new one.
+            os.execv(sys.executable, [sys.executable, "-m", "server.main", *args])
     except ShowHelp as h:
         print(h.text)
         return 0
@@ -71,17 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup(level=cfg.log_level, outputs=list(cfg.log_outputs), logger=cfg.logger)
     for w in warnings:
         log.warning(w)
-    if len(cfg.initial_cluster) > 1:
-        log.error(
-            "multi-member clusters come with Raft replication between members; "
-            "this build serves a single member"
-        )
-        return 1
     try:
         # uvloop: the event loop carries every request (gRPC glue, worker links, futures);
         # measured ~20% less CPU per put than the standard loop on this workload.
         uvloop.run(_run(options))
-    except DataDirError as e:
+    except (DataDirError, TLSSetupError, ValueError) as e:
         log.error(str(e))
         return 1
     return 0
@@ -93,11 +113,24 @@ async def _run(options: ServerOptions) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await member.start()
+    signalled = asyncio.ensure_future(stop.wait())
+    done = asyncio.ensure_future(member.done.wait())
+    # Starting waits for a quorum (to publish this member): a signal meanwhile must still stop.
+    starting = asyncio.ensure_future(member.start())
     try:
-        await stop.wait()
-        log.info("received signal; shutting down")
+        await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
+        if starting.done():
+            starting.result()  # a start failure propagates
+            await asyncio.wait((done, signalled), return_when=asyncio.FIRST_COMPLETED)
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+        if stop.is_set():
+            log.info("received signal; shutting down")
     finally:
+        done.cancel()
+        signalled.cancel()
         await member.stop()
         log.info("stopped")
 

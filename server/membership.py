@@ -27,10 +27,10 @@ def cluster_id(member_ids: list[int]) -> int:
     return struct.unpack(">Q", hashlib.sha1(data).digest()[:8])[0]
 
 
-def added_member_id(peer_urls: list[str], cluster_token: str, now: float) -> int:
-    """etcd's ID for a member added at run time: the time goes into the hash too, so a member
-    added again with the same URLs gets a new ID (a removed ID never comes back)."""
-    return member_id(peer_urls, cluster_token + str(int(now)))
+def added_member_id(peer_urls: list[str], now: float) -> int:
+    """etcd's ID for a member added at run time: no cluster token, but the time goes into the
+    hash, so a member added again with the same URLs gets a new ID (a removed one never returns)."""
+    return member_id(peer_urls, str(int(now)))
 
 
 def next_conf_state(cs: ConfState, cc: ConfChange) -> ConfState:

@@ -5,31 +5,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import struct
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
 
+from server import errors
+from server.access import Access
+from server.api.auth import AuthService
 from server.api.cluster import ClusterService
 from server.api.election import ElectionService
 from server.api.kv import KVService
-from server.api.lease import INTERNAL_SERVICE, LeaseService
+from server.api.lease import INTERNAL_SERVICE, KEEPALIVE_ONCE, LeaseService
 from server.api.lock import LockService
 from server.api.maintenance import MaintenanceService, RaftInfo
-from server.api.rpc import generic_handlers
+from server.api.rpc import CallInfo, generic_handlers
 from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
+from server.auth_apply import AuthApplier
+from server.authsetup import TOKEN_INFO_METHOD, AuthOptions, WorkerAuth, core_access, publish_key
 from server.datadir import DataDir
 from server.driver import Driver, DriverOptions
-from server.ipc import PUSH_REV, PUSH_TERM, WorkerHub
+from server.ipc import PUSH_READ_MODE, PUSH_REV, PUSH_TERM, WorkerHub
 from server.lessor import LeaseExpirer, Lessor, min_lease_ttl
-from server.membership import cluster_id, member_id
-from server.state import ENTRY_LEASE_EXPIRE, MemberInfo, ServerState
+from server.membership import Membership, cluster_id, member_id
+from server.peer.transport import PeerCallError, PeerTransport
+from server.raft import SnapshotMetadata
+from server.state import ENTRY_LEASE_EXPIRE, ENTRY_MEMBER_ATTR, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.tls import ClientListeners, ListenerTLS, prepare
 from server.watch import RevisionClock
 from server.worker import WorkerArgs
 from server.worker import main as worker_main
+from wardpb.etcdserverpb import rpc_pb2
 from wardpb.peerpb import peer_pb2
 
 log = logging.getLogger("ward.server")
@@ -41,6 +53,18 @@ MAP_HEADROOM = 1 << 30
 # over the limit gets etcd's "request is too large" rather than a transport error.
 GRPC_OVERHEAD_BYTES = 512 * 1024
 WORKER_START_TIMEOUT_S = 30.0
+JOIN_ATTEMPTS = 30
+# Peer calls: the cluster's member list, for a member joining it.
+MEMBERS_CALL = "members"
+# Unary calls only the leader can answer; followers forward them over the peer transport.
+LEADER_CALLS = (
+    "/etcdserverpb.Cluster/MemberAdd",
+    "/etcdserverpb.Cluster/MemberRemove",
+    "/etcdserverpb.Cluster/MemberUpdate",
+    "/etcdserverpb.Cluster/MemberPromote",
+    "/etcdserverpb.Lease/LeaseTimeToLive",
+    KEEPALIVE_ONCE,
+)
 # Services worker processes serve themselves; the core answers the rest of their unary calls.
 # (Lock and Election run their recipes where the call is, so that a client's cancellation
 # reaches them; streaming calls cannot be forwarded over the link at all.)
@@ -53,11 +77,17 @@ class ServerOptions:
     name: str = "default"
     data_dir: str = "default.ward"
     listen_client: tuple[str, ...] = ("localhost:2379",)
+    # Which of listen_client serve TLS, and how (server.tls; None: all plaintext).
+    listen_client_tls: tuple[str, ...] = ()
+    client_tls: ListenerTLS | None = None
     advertise_client_urls: tuple[str, ...] = ("http://localhost:2379",)
     initial_cluster: dict[str, tuple[str, ...]] = field(
         default_factory=lambda: {"default": ("http://localhost:2380",)}
     )
     initial_cluster_token: str = "etcd-cluster"
+    initial_cluster_state: str = "new"
+    listen_peer: tuple[str, ...] = ("localhost:2380",)
+    strict_reconfig: bool = True
     heartbeat_ms: int = 100
     election_ms: int = 1000
     snapshot_count: int = 100_000
@@ -70,6 +100,7 @@ class ServerOptions:
     log_level: str = "info"
     log_outputs: tuple[str, ...] = ("stderr",)
     watch_progress_interval: float = 600.0
+    auth: AuthOptions = field(default_factory=AuthOptions)
 
 
 class Member:
@@ -79,6 +110,8 @@ class Member:
         self.options = options
         self.datadir = DataDir(options.data_dir)
         self.ports: list[int] = []
+        self.secure_bound: list[str] = []  # bound client addresses serving TLS
+        self.listeners: ClientListeners | None = None
         self._grpc: grpc.aio.Server | None = None
         self.driver: Driver | None = None
         self.lessor: Lessor | None = None
@@ -90,10 +123,26 @@ class Member:
         self._worker_args: list[WorkerArgs] = []
         self._housekeeping: asyncio.Task[None] | None = None
         self._stopping = False
+        self.transport: PeerTransport | None = None
+        self.membership: Membership | None = None
+        self.peer_ports: list[int] = []
+        # Set when this member must stop on its own (it was removed from the cluster).
+        self.done = asyncio.Event()
+        self._publish: asyncio.Task[None] | None = None
+        self._peer_handlers: dict[str, Callable[[bytes], Awaitable[bytes]]] = {}
+        self._worker_auth: WorkerAuth | None = None
+        self._access: Access | None = None
+        # Password hashing and checking (argon2 releases the GIL: one thread per core).
+        self._hashing = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="ward-auth")
 
     async def start(self) -> None:
         o = self.options
         self.datadir.open()
+        if o.client_tls is not None:
+            prepare(o.client_tls)  # Ward's own CA and certificates, made once in the data dir
+        # Loaded before anything else starts: unusable certificates stop the start here.
+        listeners = self.listeners = ClientListeners(o.client_tls, o.listen_client_tls)
+        listeners.start_renewal()  # Ward's own certificates are renewed while it runs
         self.backend = Backend(
             self.datadir.db_path,
             BackendOptions(map_size=o.quota_bytes + MAP_HEADROOM, sync=o.fsync),
@@ -102,38 +151,44 @@ class Member:
             name: member_id(list(urls), o.initial_cluster_token)
             for name, urls in o.initial_cluster.items()
         }
-        mid, cid = self._identity(ids)
+        mid, cid, initial = await self._identity(ids)
+        self.membership = Membership(self.backend, mid, cid)
+        self.membership.bootstrap(initial)
         header = HeaderInfo(cluster_id=cid, member_id=mid)
         kv = KVStore(self.backend)
-        applier = Applier(self.backend, kv, header)
+        applier = self._applier = Applier(self.backend, kv, header)
         election_ticks = max(2, o.election_ms // o.heartbeat_ms)
         applier.min_lease_ttl = min_lease_ttl(election_ticks, o.heartbeat_ms)
+        # In place before the driver starts: auth checks every entry applied, replayed ones too.
+        access, self._worker_auth = core_access(
+            self.backend, applier, o.auth, key_dir=self.datadir.path / "member"
+        )
+        AuthApplier(access, kv, header).install(applier)
+        self._access = access
         self.driver = Driver(
             self.backend,
             applier,
             header,
             DriverOptions(
                 member_id=mid,
-                voters=tuple(sorted(ids.values())),
+                voters=tuple(sorted(m.ID for m in initial if not m.isLearner)),
+                learners=tuple(sorted(m.ID for m in initial if m.isLearner)),
                 tick_ms=o.heartbeat_ms,
                 election_ticks=election_ticks,
                 snapshot_count=o.snapshot_count,
                 max_request_bytes=o.max_request_bytes,
+                # etcd's request timeout: 5 s plus twice the election timeout.
+                request_timeout_s=5.0 + 2 * o.election_ms / 1000,
             ),
+            self.membership,
         )
+        applier.register("member_attr", self.membership.apply_attributes)
         self.lessor = self._start_lessor(applier, election_ticks * o.heartbeat_ms / 1000)
+        self.driver.install_snapshot = self._install_snapshot
+        await self._start_peer()
         await self.driver.start()
         assert self._expirer is not None
         self._expirer.start()
-        members = [
-            MemberInfo(
-                id=ids[name],
-                name=name,
-                peer_urls=urls,
-                client_urls=o.advertise_client_urls if name == o.name else (),
-            )
-            for name, urls in o.initial_cluster.items()
-        ]
         self.state = ServerState(
             backend=self.backend,
             kv=kv,
@@ -142,41 +197,64 @@ class Member:
             proposer=self.driver,
             member_id=mid,
             cluster_id=cid,
-            members=members,
             max_txn_ops=o.max_txn_ops,
             max_request_bytes=o.max_request_bytes,
             quota_bytes=o.quota_bytes,
+            access=access,
         )
+        driver = self.driver
+        self.state.read_index = lambda: driver.read_index() if driver.needs_read_index else None
         self.clock = RevisionClock(self.driver.revision)
         self.driver.add_listener(self.clock.advance)
-        impls = core_impls(self.state, self.raft_info, self.defragment)
+        impls = core_impls(self.state, self.raft_info, self.defragment, self.move_leader)
+        impls["etcdserverpb.Cluster"] = ClusterService(
+            self.state,
+            self.membership,
+            self.driver,
+            self.forward_to_leader,
+            strict_reconfig=o.strict_reconfig,
+        ).methods()
         impls["etcdserverpb.Watch"] = WatchService(
             self.state, self.clock, progress_interval=o.watch_progress_interval
         ).methods()
-        leases = LeaseService(self.state, self.lessor, self._expirer, self.clock)
+        leases = LeaseService(
+            self.state, self.lessor, self._expirer, self.clock, forward=self.forward_to_leader
+        )
         impls["etcdserverpb.Lease"] = leases.methods()
         impls[INTERNAL_SERVICE] = dict(leases.internal_methods())
+        impls[INTERNAL_SERVICE][TOKEN_INFO_METHOD] = access.token_info
+        impls["etcdserverpb.Auth"] = AuthService(self.state, access, self._hashing).methods()
         impls["v3lockpb.Lock"] = dict(LockService(self.state, self.clock).methods())
         impls["v3electionpb.Election"] = ElectionService(self.state, self.clock).methods()
         self._grpc = grpc.aio.server(options=grpc_options(o))
+        guard = listeners.guard
         handlers = generic_handlers(
             impls,  # type: ignore[arg-type]
             max_message_bytes=o.max_request_bytes + GRPC_OVERHEAD_BYTES,
+            guard=guard.check if guard is not None else None,
         )
         self._grpc.add_generic_rpc_handlers(handlers)
         bound = []
         for addr in o.listen_client:
-            port = self._grpc.add_insecure_port(addr)
+            port = listeners.bind(self._grpc, addr)
             self.ports.append(port)
             bound.append(f"{addr.rsplit(':', 1)[0]}:{port}")
+            if listeners.is_secure(addr):
+                self.secure_bound.append(bound[-1])
         await self._grpc.start()
         if o.workers > 1:
             await self._start_workers(impls, tuple(bound))
+        assert self.transport is not None
+        # Filled in place: the transport looks handlers up per call.
+        self._peer_handlers.update(self._peer_calls(impls))
         self._housekeeping = asyncio.create_task(self._housekeep())
+        # Like etcd, a member announces readiness once it has published its name and client
+        # URLs through Raft: a quorum is up and it has caught up with the cluster.
+        await self._publish_attributes()
+        # Other members accept this member's tokens once its key is in the replicated tables.
+        await publish_key(access, self.driver.propose, self.done)
         for addr in bound:
-            log.warning(
-                f"serving insecure client requests on {addr}, this is strongly discouraged!"
-            )
+            listeners.log_serving(addr, secure=addr in self.secure_bound)
         log.info("ready to serve client requests", extra={"addresses": bound})
 
     async def _start_workers(self, impls: dict[str, dict[str, object]], bound: tuple[str, ...]):
@@ -189,16 +267,24 @@ class Member:
             if svc not in WORKER_LOCAL and name not in STREAMING
         }
         self.hub = WorkerHub(self.driver.submit, unary)  # type: ignore[arg-type]
+        self.hub.read_index = self.state.read_index
         sock = self.datadir.ipc_path
         sock.unlink(missing_ok=True)
         await self.hub.start(str(sock))
         last = {"term": -1}
+
+        last["read"] = -1
+        driver = self.driver
 
         def push(rev: int) -> None:
             term = self.state.header.raft_term  # type: ignore[union-attr]
             if term != last["term"]:
                 last["term"] = term
                 self.hub.push(PUSH_TERM, term)
+            needed = int(driver.needs_read_index)
+            if needed != last["read"]:
+                last["read"] = needed
+                self.hub.push(PUSH_READ_MODE, needed)
             self.hub.push(PUSH_REV, rev)
 
         self.driver.add_listener(push)
@@ -212,7 +298,7 @@ class Member:
                 grpc_options=tuple(grpc_options(o)),
                 member_id=self.state.member_id,
                 cluster_id=self.state.cluster_id,
-                members=tuple(self.state.members),
+                members=(),
                 term=self.state.header.raft_term,
                 max_txn_ops=o.max_txn_ops,
                 max_request_bytes=o.max_request_bytes,
@@ -222,6 +308,9 @@ class Member:
                 log_level=o.log_level,
                 log_outputs=o.log_outputs,
                 watch_progress_interval=o.watch_progress_interval,
+                client_tls=o.client_tls,
+                secure_addresses=tuple(self.secure_bound),
+                auth=self._worker_auth,
             )
             for i in range(1, o.workers)
         ]
@@ -264,21 +353,197 @@ class Member:
                     log.warning("worker %d exited with %s; restarting", i + 1, proc.exitcode)
                     self._procs[i] = _spawn(self._worker_args[i])
 
-    def _identity(self, ids: dict[str, int]) -> tuple[int, int]:
-        """This member's ID and the cluster ID: stored on first start, read back after."""
+    async def _identity(self, ids: dict[str, int]) -> tuple[int, int, list[rpc_pb2.Member]]:
+        """This member's ID, the cluster ID and the initial members: stored on first start,
+        read back after. A member joining an existing cluster asks its peers for them."""
         assert self.backend is not None
         o = self.options
         if o.name not in ids:
             raise ValueError(f"--initial-cluster has no member named {o.name!r}")
-        with self.backend.write() as txn:
+        with self.backend.read() as txn:
             raw_m = txn.get(b"member_id", db=self.backend.meta)
             raw_c = txn.get(b"cluster_id", db=self.backend.meta)
-            if raw_m and raw_c:
-                return _U64.unpack(raw_m)[0], _U64.unpack(raw_c)[0]
+        if raw_m and raw_c:
+            return _U64.unpack(raw_m)[0], _U64.unpack(raw_c)[0], []
+        if o.initial_cluster_state == "existing":
+            mid, cid, members = await self._join()
+        else:
             mid, cid = ids[o.name], cluster_id(list(ids.values()))
+            members = [
+                rpc_pb2.Member(ID=ids[name], name=name, peerURLs=urls)
+                for name, urls in o.initial_cluster.items()
+            ]
+        with self.backend.write() as txn:
             txn.put(b"member_id", _U64.pack(mid), db=self.backend.meta)
             txn.put(b"cluster_id", _U64.pack(cid), db=self.backend.meta)
-        return mid, cid
+        return mid, cid, members
+
+    async def _join(self) -> tuple[int, int, list[rpc_pb2.Member]]:
+        """`--initial-cluster-state existing`: learn the cluster from a member that runs."""
+        o = self.options
+        mine = set(o.initial_cluster[o.name])
+        urls = [u for name, us in o.initial_cluster.items() if name != o.name for u in us]
+        last: Exception | None = None
+        for _ in range(JOIN_ATTEMPTS):
+            for url in urls:
+                try:
+                    raw = await fetch_members(url, timeout=2.0)
+                except Exception as e:  # try the next peer
+                    last = e
+                    continue
+                resp = rpc_pb2.MemberListResponse.FromString(raw)
+                me = [m for m in resp.members if set(m.peerURLs) == mine]
+                if not me:
+                    raise ValueError(
+                        f"member {o.name} ({', '.join(sorted(mine))}) is not in the cluster's "
+                        "member list; add it first (etcdctl member add)"
+                    )
+                return me[0].ID, resp.header.cluster_id, list(resp.members)
+            await asyncio.sleep(1.0)
+        raise ValueError(f"could not fetch the cluster's members from {urls}: {last}")
+
+    async def _start_peer(self) -> None:
+        """The peer listener and transport; Raft messages flow once the driver starts."""
+        assert self.driver is not None and self.membership is not None
+        o = self.options
+        driver, membership = self.driver, self.membership
+        self.transport = PeerTransport(
+            member_id=membership.member_id,
+            cluster_id=membership.cluster_id,
+            on_message=driver.step,
+            on_unreachable=driver.report_unreachable,
+            is_removed=membership.is_removed,
+            on_removed=self._removed,
+            calls=self._peer_handlers,
+        )
+        self.peer_ports = await self.transport.start(list(o.listen_peer))
+        self.transport.set_peers(membership.peers())
+        driver.send = self.transport.send
+
+        def conf_changed(removed: bool) -> None:
+            assert self.transport is not None
+            self.transport.set_peers(membership.peers())
+            if removed:
+                self._removed()
+
+        driver.on_conf_change = conf_changed
+
+    def _removed(self) -> None:
+        if not self.done.is_set():
+            log.warning("the member has been permanently removed from the cluster; stopping")
+            self.done.set()
+
+    def _peer_calls(
+        self, impls: dict[str, dict[str, object]]
+    ) -> dict[str, Callable[[bytes], Awaitable[bytes]]]:
+        """What peers may ask of this member: the member list (for joining members) and the
+        leader-only calls a follower forwards."""
+        assert self.state is not None
+        calls: dict[str, Callable[[bytes], Awaitable[bytes]]] = {}
+        for path in LEADER_CALLS:
+            _, svc, name = path.split("/")
+            fn = impls[svc][name]
+
+            def bind(fn=fn):  # type: ignore[no-untyped-def]
+                async def call(raw: bytes) -> bytes:
+                    # The forwarding member checked its caller; the peer link is the cluster's own.
+                    return await fn(raw, CallInfo(trusted=True))  # type: ignore[operator,no-any-return]
+
+                return call
+
+            calls[path] = bind()
+        members = impls["etcdserverpb.Cluster"]["MemberList"]
+
+        async def member_list(raw: bytes) -> bytes:
+            return await members(b"", CallInfo(trusted=True))  # type: ignore[operator,no-any-return]
+
+        calls[MEMBERS_CALL] = member_list
+        return calls
+
+    async def forward_to_leader(self, method: str, request: bytes) -> bytes:
+        """Run a leader-only unary call on the leader (a follower's clients may call anyone)."""
+        assert self.driver is not None and self.transport is not None
+        lead = self.driver.leader
+        if not lead or self.driver.is_leader:
+            raise errors.NO_LEADER
+        try:
+            return await self.transport.call(
+                lead, method, request, timeout=self.driver.request_timeout_s
+            )
+        except PeerCallError as e:
+            log.info("forwarding %s to the leader %x failed: %s", method, lead, e)
+            if e.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise errors.TIMEOUT from None
+            raise errors.NO_LEADER from None
+
+    async def move_leader(self, target: int) -> None:
+        assert self.driver is not None and self.membership is not None
+        if not self.driver.is_leader:
+            raise errors.NOT_LEADER
+        m = self.membership.get(target)
+        if m is None or m.isLearner:
+            raise errors.BAD_LEADER_TRANSFEREE
+        await self.driver.transfer_leader(target)
+
+    async def _hand_over_leadership(self) -> None:
+        """A leader that stops on purpose first hands leadership to the most up-to-date voter,
+        as etcd does: the cluster then goes on without waiting out an election timeout."""
+        d = self.driver
+        if d is None or not d.is_leader or self.done.is_set():
+            return
+        st = d.status()
+        voters = [v for v in d.conf_state.voters if v != d.member_id]
+        ready = [(st.progress[v].match, v) for v in voters if v in st.progress]
+        if not ready:
+            return
+        target = max(ready)[1]
+        try:
+            await asyncio.wait_for(d.transfer_leader(target), self.options.election_ms / 1000)
+            log.info("leadership handed to %x before stopping", target)
+        except Exception as e:  # stopping anyway; the others elect a leader themselves
+            log.info("could not hand over leadership before stopping: %s", e)
+
+    async def _publish_attributes(self) -> None:
+        """Propose this member's name and client URLs until they are applied (etcd's publish)."""
+        assert self.driver is not None and self.membership is not None
+        o = self.options
+        me = rpc_pb2.Member(
+            ID=self.membership.member_id, name=o.name, clientURLs=o.advertise_client_urls
+        )
+        cur = self.membership.get(me.ID)
+        if cur is not None and cur.name == me.name and list(cur.clientURLs) == list(
+            me.clientURLs
+        ):
+            return
+        while not self.done.is_set():
+            try:
+                await self.driver.propose(ENTRY_MEMBER_ATTR, me.SerializeToString())
+                return
+            except errors.EtcdError as e:
+                log.info("could not publish member attributes yet: %s", e.message)
+                await asyncio.sleep(0.2)
+
+    async def _install_snapshot(self, metadata: SnapshotMetadata) -> None:
+        """Replace the store by the snapshot image the leader sent (the driver calls this with
+        no Ready in flight); workers close the environment around the swap."""
+        assert self.driver is not None and self.backend is not None and self.lessor is not None
+        log.info("installing snapshot at index %d term %d", metadata.index, metadata.term)
+        if self.hub is not None:
+            await self.hub.pause_all(timeout=10.0)
+        try:
+            self.driver.raftlog.install(metadata)
+        finally:
+            if self.hub is not None:
+                self.hub.resume_all()
+        applier = self._applier
+        applier.lease_changes.clear()
+        with self.backend.read() as txn:
+            self.lessor.reset(applier.leases(txn))
+        if self._access is not None:
+            # New tables under the caches (SECURITY 9); workers reload on resuming.
+            self._access.reload()
+        if self.transport is not None and self.membership is not None:
+            self.transport.set_peers(self.membership.peers())
 
     async def defragment(self) -> None:
         """Compact the database file; workers close and reopen it around the swap."""
@@ -300,12 +565,14 @@ class Member:
             info.term = d.term
             info.raft_index = d.raftlog.last_index()
             info.applied_index = d.applied_index
+            info.is_learner = d.member_id in d.conf_state.learners
         return info
 
     async def stop(self) -> None:
         self._stopping = True
         if self._housekeeping is not None:
             self._housekeeping.cancel()
+        await self._hand_over_leadership()
         if self._expirer is not None:
             await self._expirer.stop()
         if self.hub is not None:
@@ -320,6 +587,9 @@ class Member:
             await self._grpc.stop(grace=0.5)
         if self.driver is not None:
             await self.driver.stop()
+        if self.transport is not None:
+            await self.transport.stop()
+        self._hashing.shutdown(wait=False, cancel_futures=True)
         if self.backend is not None:
             self.backend.close()
         self.datadir.close()
@@ -340,7 +610,7 @@ def grpc_options(o: ServerOptions) -> list[tuple[str, int]]:
 
 
 def core_impls(
-    state: ServerState, raft_info: object, defragment: object
+    state: ServerState, raft_info: object, defragment: object, move_leader: object = None
 ) -> dict[str, dict[str, object]]:
     """The core process's implementation of each service it answers."""
     return {
@@ -349,8 +619,8 @@ def core_impls(
             state,
             raft_info,
             defragment,  # type: ignore[arg-type]
+            move_leader,  # type: ignore[arg-type]
         ).methods(),
-        "etcdserverpb.Cluster": ClusterService(state).methods(),
     }
 
 
@@ -368,3 +638,18 @@ async def run_forever(member: Member, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await member.stop()
+
+
+async def fetch_members(url: str, timeout: float) -> bytes:
+    """The member list of the cluster a peer URL belongs to (for a joining member, which knows
+    neither its own ID nor the cluster's yet: both 0 on this one call)."""
+    probe = PeerTransport(
+        member_id=0,
+        cluster_id=0,
+        on_message=lambda m: None,
+        on_unreachable=lambda m: None,
+        is_removed=lambda m: False,
+        on_removed=lambda: None,
+        calls={},
+    )
+    return await probe.call_url(url, MEMBERS_CALL, b"", timeout=timeout)

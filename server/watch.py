@@ -8,7 +8,10 @@ A watch whose next revision has been compacted away is told so and canceled, as 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import lmdb
 
 from server.storage.backend import Backend
 from server.storage.mvcc import FROM_KEY, KVStore
@@ -20,6 +23,10 @@ NODELETE = 1
 # Events of at most this many revisions are read per pass, so one stream never holds a read
 # transaction (and with it lmdb's free pages) for long.
 REVISIONS_PER_PASS = 1000
+
+
+# Picks, inside the read transaction, the watchers that may still receive events.
+Admit = Callable[[lmdb.Transaction, list["Watcher"]], list["Watcher"]]
 
 
 class RevisionClock:
@@ -87,19 +94,27 @@ class EventReader:
         with self._b.read() as txn:
             return self._kv.compact_revision(txn)
 
-    def read(self, watchers: list[Watcher], upto: int) -> list[tuple[Watcher, int, list[bytes]]]:
+    def read(
+        self, watchers: list[Watcher], upto: int, *, admit: Admit | None = None
+    ) -> list[tuple[Watcher, int, list[bytes]]]:
         """Per watcher and revision, the encoded events in [next_rev, upto]; advances them.
 
         All events of one revision for one watcher come out together, in revision order.
+        `admit`, if given, picks the watchers that may still see events, inside the transaction
+        the events are read in (so a permission revoked before that read stops them).
         """
         if not watchers:
             return []
-        start = min(w.next_rev for w in watchers)
-        upto = min(upto, start + REVISIONS_PER_PASS - 1)
         out: list[tuple[Watcher, int, list[bytes]]] = []
         by_watcher: dict[int, list[bytes]] = {}
         at = 0
         with self._b.read() as txn:
+            if admit is not None:
+                watchers = admit(txn, watchers)
+                if not watchers:
+                    return []
+            start = min(w.next_rev for w in watchers)
+            upto = min(upto, start + REVISIONS_PER_PASS - 1)
             cur = txn.cursor(db=self._b.hist)
             if cur.set_range(rev_bytes(start, 0)):
                 for rk, rec in cur.iternext():

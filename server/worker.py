@@ -22,16 +22,18 @@ import uvloop
 from server import logs
 from server.api.election import ElectionService
 from server.api.kv import KVService
-from server.api.lease import KEEPALIVE_ONCE, keep_alive_stream
+from server.api.lease import INTERNAL_SERVICE, KEEPALIVE_ONCE, keep_alive_stream
 from server.api.lock import LockService
 from server.api.maintenance import MaintenanceService, RaftInfo
 from server.api.rpc import CallInfo, generic_handlers
 from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
-from server.ipc import PUSH_PAUSE, PUSH_RESUME, PUSH_REV, PUSH_TERM, CoreLink
+from server.authsetup import TOKEN_INFO_METHOD, WorkerAuth, worker_access
+from server.ipc import PUSH_PAUSE, PUSH_READ_MODE, PUSH_RESUME, PUSH_REV, PUSH_TERM, CoreLink
 from server.state import MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.tls import ClientListeners, ListenerTLS
 from server.watch import RevisionClock
 
 log = logging.getLogger("ward.worker")
@@ -57,6 +59,13 @@ class WorkerArgs:
     log_level: str = "info"
     log_outputs: tuple[str, ...] = ("stderr",)
     watch_progress_interval: float = 600.0
+    # Whether linearizable reads must ask the core for a read index (see PUSH_READ_MODE).
+    read_index: bool = True
+    # The client listeners' TLS, as the core serves it, and which addresses serve TLS.
+    client_tls: ListenerTLS | None = None
+    secure_addresses: tuple[str, ...] = ()
+    # How to check tokens (the core's settings without its signing key); always set.
+    auth: WorkerAuth | None = None
 
 
 def main(args: WorkerArgs) -> None:
@@ -81,6 +90,16 @@ async def _serve(args: WorkerArgs) -> None:
     gate = asyncio.Event()
     gate.set()
     tasks: set[asyncio.Task[None]] = set()
+    read_mode = {"needed": args.read_index}
+    if args.auth is None:
+        raise RuntimeError("a worker needs the member's auth settings")
+    reader = Applier(backend, kv, header)
+
+    async def token_info(token: str) -> bytes:
+        path = f"/{INTERNAL_SERVICE}/{TOKEN_INFO_METHOD}"
+        return await link.call(path, token.encode(), CallInfo())
+
+    access = worker_access(backend, reader, args.auth, call_core=token_info)
 
     def on_push(kind: int, payload: bytes) -> None:
         (value,) = struct.unpack(">Q", payload)
@@ -95,8 +114,12 @@ async def _serve(args: WorkerArgs) -> None:
             task = asyncio.create_task(link.paused(value))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+        elif kind == PUSH_READ_MODE:
+            read_mode["needed"] = bool(value)
         elif kind == PUSH_RESUME and not gate.is_set():
             backend.reopen()
+            # The file may have been replaced (a snapshot installed): nothing cached stands.
+            access.reload()
             gate.set()
 
     link.on_push = on_push
@@ -104,7 +127,7 @@ async def _serve(args: WorkerArgs) -> None:
     state = ServerState(
         backend=backend,
         kv=kv,
-        reader=Applier(backend, kv, header),
+        reader=reader,
         header=header,
         proposer=link,
         member_id=args.member_id,
@@ -114,6 +137,8 @@ async def _serve(args: WorkerArgs) -> None:
         max_request_bytes=args.max_request_bytes,
         quota_bytes=args.quota_bytes,
         open_gate=gate,
+        read_index=lambda: link.read_index() if read_mode["needed"] else None,
+        access=access,
     )
     impls: dict[str, dict[str, object]] = {}
     for path in args.forwarded:
@@ -131,14 +156,17 @@ async def _serve(args: WorkerArgs) -> None:
     impls["v3electionpb.Election"] = ElectionService(state, clock).methods()
     maint = MaintenanceService(state, RaftInfo)
     impls.setdefault("etcdserverpb.Maintenance", {})["Snapshot"] = maint.snapshot
+    # Same credentials, same reloads and same per-RPC checks as the core's listeners.
+    listeners = ClientListeners(args.client_tls, args.secure_addresses)
     server = grpc.aio.server(options=list(args.grpc_options))
     handlers = generic_handlers(
         impls,  # type: ignore[arg-type]
         max_message_bytes=args.max_message_bytes,
+        guard=listeners.guard.check if listeners.guard is not None else None,
     )
     server.add_generic_rpc_handlers(handlers)
     for addr in args.addresses:
-        server.add_insecure_port(addr)
+        listeners.bind(server, addr)
     await server.start()
     await link.serving()
     log.debug("worker serving", extra={"worker": args.index, "pid": os.getpid()})

@@ -1,10 +1,45 @@
-"""The Cluster service (membership changes come with Raft replication across members)."""
+"""The Cluster service: the member list, and membership changes through Raft.
+
+Changes are decided by the leader (it alone knows which members are connected, for the strict
+reconfiguration checks); a follower forwards them over the peer transport, as etcd does.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from server import errors
 from server.api.rpc import CallInfo
+from server.membership import Membership, added_member_id
+from server.raft import ConfChangeType, Status
 from server.state import MemberInfo, ServerState
 from server.wire import field_bool, field_bytes, field_message, field_varint
+from wardpb.etcdserverpb import rpc_pb2
+
+# etcd 3.4 allows one learner at a time.
+MAX_LEARNERS = 1
+# A learner may be promoted once it holds this share of the leader's log (etcd's rule).
+LEARNER_READY_PERCENT = 0.9
+
+Forward = Callable[[str, bytes], Awaitable[bytes]]
+
+
+class RaftView(Protocol):
+    """What the Cluster service needs of the driver."""
+
+    leader: int
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    def status(self) -> Status: ...
+
+    def submit_conf_change(
+        self, cc_type: ConfChangeType, member: rpc_pb2.Member
+    ) -> Awaitable[bytes]: ...
 
 
 def encode_member(m: MemberInfo) -> bytes:
@@ -20,15 +55,165 @@ def encode_member(m: MemberInfo) -> bytes:
 
 
 class ClusterService:
-    def __init__(self, state: ServerState) -> None:
+    def __init__(
+        self,
+        state: ServerState,
+        membership: Membership,
+        raft: RaftView,
+        forward: Forward,
+        *,
+        strict_reconfig: bool = True,
+    ) -> None:
         self._s = state
+        self._m = membership
+        self._raft = raft
+        self._forward = forward
+        self._strict = strict_reconfig
 
     def methods(self) -> dict[str, object]:
-        return {"MemberList": self.member_list}
+        return {
+            "MemberList": self.member_list,
+            "MemberAdd": self.member_add,
+            "MemberRemove": self.member_remove,
+            "MemberUpdate": self.member_update,
+            "MemberPromote": self.member_promote,
+        }
+
+    async def _check(self, call: CallInfo, *, admin: bool) -> None:
+        """Auth (SECURITY 6, decided per call): changing the membership is for admins, checked
+        here before a follower forwards it; the member list is for any known user (clients
+        refresh their endpoints from it, so it cannot be admin-only, but it is not for anyone
+        who can reach the port)."""
+        await self._s.storage_open()
+        if admin:
+            await self._s.auth.check_call(call, lambda chk: chk.admin())
+        else:
+            await self._s.auth.check_call(call, lambda chk: chk.user(fresh=False))
 
     async def member_list(self, request: bytes, call: CallInfo) -> bytes:
+        await self._check(call, admin=False)
+        return self._header() + self._members()
+
+    async def member_add(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.MemberAddRequest.FromString(request)
+        await self._check(call, admin=True)
+        if not self._raft.is_leader:
+            return await self._forward("/etcdserverpb.Cluster/MemberAdd", request)
+        urls = _check_urls(r.peerURLs)
+        members = self._m.members()
+        _check_urls_free(urls, members, own=0)
+        if r.isLearner:
+            if sum(m.isLearner for m in members) >= MAX_LEARNERS:
+                raise errors.TOO_MANY_LEARNERS
+        elif self._strict:
+            voters = [m.ID for m in members if not m.isLearner]
+            self._check_quorum_after(voters, len(voters) + 1)
+        new = rpc_pb2.Member(
+            ID=added_member_id(urls, time.time()),
+            peerURLs=urls,
+            isLearner=r.isLearner,
+        )
+        kind = ConfChangeType.ADD_LEARNER_NODE if r.isLearner else ConfChangeType.ADD_NODE
+        await self._raft.submit_conf_change(kind, new)
+        return self._header() + field_message(2, new.SerializeToString()) + self._members(3)
+
+    async def member_remove(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.MemberRemoveRequest.FromString(request)
+        await self._check(call, admin=True)
+        if not self._raft.is_leader:
+            return await self._forward("/etcdserverpb.Cluster/MemberRemove", request)
+        members = self._m.members()
+        target = next((m for m in members if m.ID == r.ID), None)
+        if target is None:
+            raise errors.MEMBER_NOT_FOUND
+        if self._strict and not target.isLearner:
+            voters = [m.ID for m in members if not m.isLearner and m.ID != r.ID]
+            self._check_quorum_after(voters, len(voters))
+        await self._raft.submit_conf_change(ConfChangeType.REMOVE_NODE, target)
+        return self._header() + self._members()
+
+    async def member_update(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.MemberUpdateRequest.FromString(request)
+        await self._check(call, admin=True)
+        if not self._raft.is_leader:
+            return await self._forward("/etcdserverpb.Cluster/MemberUpdate", request)
+        urls = _check_urls(r.peerURLs)
+        members = self._m.members()
+        target = next((m for m in members if m.ID == r.ID), None)
+        if target is None:
+            raise errors.MEMBER_NOT_FOUND
+        _check_urls_free(urls, members, own=r.ID)
+        updated = rpc_pb2.Member(ID=r.ID, peerURLs=urls, isLearner=target.isLearner)
+        await self._raft.submit_conf_change(ConfChangeType.UPDATE_NODE, updated)
+        return self._header() + self._members()
+
+    async def member_promote(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.MemberPromoteRequest.FromString(request)
+        await self._check(call, admin=True)
+        if not self._raft.is_leader:
+            return await self._forward("/etcdserverpb.Cluster/MemberPromote", request)
+        members = self._m.members()
+        target = next((m for m in members if m.ID == r.ID), None)
+        if target is None:
+            raise errors.MEMBER_NOT_FOUND
+        if not target.isLearner:
+            raise errors.MEMBER_NOT_LEARNER
+        st = self._raft.status()
+        pr = st.progress.get(r.ID)
+        own = st.progress.get(st.id)
+        if pr is None or own is None or pr.match < own.match * LEARNER_READY_PERCENT:
+            raise errors.LEARNER_NOT_READY
+        if self._strict:
+            voters = [m.ID for m in members if not m.isLearner]
+            self._check_quorum_after([*voters, r.ID], len(voters) + 1)
+        promoted = rpc_pb2.Member(ID=r.ID, peerURLs=target.peerURLs, isLearner=False)
+        await self._raft.submit_conf_change(ConfChangeType.ADD_NODE, promoted)
+        return self._header() + self._members()
+
+    # ---- helpers ----
+
+    def _check_quorum_after(self, voters: list[int], size: int) -> None:
+        """etcd's strict reconfiguration check: refuse a change after which the members this
+        leader hears from would not make a quorum of the new voting membership."""
+        st = self._raft.status()
+        active = sum(
+            1
+            for v in voters
+            if v == st.id or ((p := st.progress.get(v)) is not None and p.recent_active)
+        )
+        if active < size // 2 + 1:
+            raise errors.NOT_ENOUGH_STARTED_MEMBERS
+
+    def _header(self) -> bytes:
         s = self._s
         with s.backend.read() as txn:
             rev = s.kv.current_revision(txn)
-        members = b"".join(field_message(2, encode_member(m)) for m in s.members)
-        return field_message(1, s.header.header(rev)) + members
+        return field_message(1, s.header.header(rev))
+
+    def _members(self, field: int = 2) -> bytes:
+        return b"".join(field_message(field, m.SerializeToString()) for m in self._m.members())
+
+
+def _check_urls(urls: list[str]) -> list[str]:
+    """etcd refuses URLs that are not absolute http(s) URLs with a host and port."""
+    out = []
+    for u in urls:
+        try:
+            p = urlsplit(u)
+            port = p.port
+        except ValueError:
+            raise errors.MEMBER_BAD_URLS from None
+        if p.scheme not in ("http", "https") or not p.hostname or port is None:
+            raise errors.MEMBER_BAD_URLS
+        if p.path or p.query or p.fragment:
+            raise errors.MEMBER_BAD_URLS
+        out.append(u)
+    if not out:
+        raise errors.MEMBER_BAD_URLS
+    return out
+
+
+def _check_urls_free(urls: list[str], members: list[rpc_pb2.Member], *, own: int) -> None:
+    taken = {u for m in members if own != m.ID for u in m.peerURLs}
+    if any(u in taken for u in urls):
+        raise errors.PEER_URL_EXIST

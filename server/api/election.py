@@ -48,12 +48,12 @@ class ElectionService:
     async def campaign(self, request: bytes, call: CallInfo) -> bytes:
         r = epb.CampaignRequest.FromString(request)
         try:
-            return (await self._campaign(r)).SerializeToString()
+            ks = await self._ks.as_caller(call)
+            return (await self._campaign(ks, r)).SerializeToString()
         except EtcdError as e:
             raise recipe_error(e.message) from None
 
-    async def _campaign(self, r: epb.CampaignRequest) -> epb.CampaignResponse:
-        ks = self._ks
+    async def _campaign(self, ks: Keyspace, r: epb.CampaignRequest) -> epb.CampaignResponse:
         lease = await ks.session_lease(r.lease)
         prefix = r.name + b"/"
         key = lease_key(prefix, lease)
@@ -75,17 +75,17 @@ class ElectionService:
             rev = kv.create_revision
             if kv.value != r.value:
                 try:
-                    await self._proclaim(key, rev, lease, r.value)
+                    await self._proclaim(ks, key, rev, lease, r.value)
                 except EtcdError as e:
                     if e.message != ELECTION_NOT_LEADER:
                         # etcd resigns here, except when the key is no longer its own.
                         with contextlib.suppress(EtcdError):
-                            await self._resign(key, rev)
+                            await self._resign(ks, key, rev)
                     raise
         try:
             await ks.wait_deletes(prefix, rev - 1)
         except asyncio.CancelledError:
-            ks.cleanup(self._resign(key, rev))
+            ks.cleanup(self._resign(ks, key, rev))
             raise
         return epb.CampaignResponse(
             header=resp.header,
@@ -99,16 +99,17 @@ class ElectionService:
         try:
             # etcd resumes the election in a session on the leader's lease, which grants a new
             # lease when that is 0; the proclaimed value is attached to it.
-            lease = await self._ks.session_lease(r.leader.lease)
-            header = await self._proclaim(r.leader.key, r.leader.rev, lease, r.value)
+            ks = await self._ks.as_caller(call)
+            lease = await ks.session_lease(r.leader.lease)
+            header = await self._proclaim(ks, r.leader.key, r.leader.rev, lease, r.value)
         except EtcdError as e:
             raise recipe_error(e.message) from None
         return epb.ProclaimResponse(header=header).SerializeToString()
 
     async def _proclaim(
-        self, key: bytes, rev: int, lease: int, value: bytes
+        self, ks: Keyspace, key: bytes, rev: int, lease: int, value: bytes
     ) -> rpc_pb2.ResponseHeader:
-        resp = await self._ks.txn(
+        resp = await ks.txn(
             rpc_pb2.TxnRequest(
                 compare=[create_is(key, rev)],
                 success=[
@@ -127,14 +128,15 @@ class ElectionService:
         if not r.HasField("leader"):
             raise recipe_error(MISSING_LEADER_KEY)
         try:
-            header = await self._resign(r.leader.key, r.leader.rev)
+            ks = await self._ks.as_caller(call)
+            header = await self._resign(ks, r.leader.key, r.leader.rev)
         except EtcdError as e:
             raise recipe_error(e.message) from None
         return epb.ResignResponse(header=header).SerializeToString()
 
-    async def _resign(self, key: bytes, rev: int) -> rpc_pb2.ResponseHeader:
+    async def _resign(self, ks: Keyspace, key: bytes, rev: int) -> rpc_pb2.ResponseHeader:
         """Delete the leader key if it is still this incarnation; not being leader is no error."""
-        resp = await self._ks.txn(
+        resp = await ks.txn(
             rpc_pb2.TxnRequest(
                 compare=[create_is(key, rev)],
                 success=[
@@ -147,7 +149,8 @@ class ElectionService:
     async def leader(self, request: bytes, call: CallInfo) -> bytes:
         r = epb.LeaderRequest.FromString(request)
         try:
-            resp = await self._ks.get(first_created(r.name + b"/"))
+            ks = await self._ks.as_caller(call)
+            resp = await ks.get(first_created(r.name + b"/"))
         except EtcdError as e:
             raise recipe_error(e.message) from None
         if not resp.kvs:
@@ -158,16 +161,16 @@ class ElectionService:
         """concurrency.Election.observe: the current leader, then each of its new values; when
         its key goes, the next leader. Ends (status OK) if the history it follows is compacted."""
         r = epb.LeaderRequest.FromString(request)
-        ks = self._ks
         prefix = r.name + b"/"
         try:
+            ks = await self._ks.as_caller(call)
             while True:
                 resp = await ks.get(first_created(prefix))
                 if resp.kvs:
                     header, kv = resp.header, resp.kvs[0]
                 else:
                     # No leader yet: the first key put under the prefix is the next one.
-                    found = await self._first_put(prefix, resp.header.revision)
+                    found = await self._first_put(ks, prefix, resp.header.revision)
                     if found is None:
                         return
                     header, kv = found
@@ -190,9 +193,9 @@ class ElectionService:
             raise recipe_error(e.message) from None
 
     async def _first_put(
-        self, prefix: bytes, rev: int
+        self, ks: Keyspace, prefix: bytes, rev: int
     ) -> tuple[rpc_pb2.ResponseHeader, kv_pb2.KeyValue] | None:
-        async with contextlib.aclosing(self._ks.watch(prefix, prefix_end(prefix), rev)) as events:
+        async with contextlib.aclosing(ks.watch(prefix, prefix_end(prefix), rev)) as events:
             async for header, evs in events:
                 for ev in evs:
                     # Only a put names a leader; deletes under the prefix are passed over.

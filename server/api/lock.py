@@ -36,14 +36,16 @@ class LockService:
     async def lock(self, request: bytes, call: CallInfo) -> bytes:
         r = v3lock_pb2.LockRequest.FromString(request)
         try:
-            header, key = await self._lock(r.name, r.lease)
+            ks = await self._ks.as_caller(call)
+            header, key = await self._lock(ks, r.name, r.lease)
         except EtcdError as e:
             raise recipe_error(e.message) from None
         return v3lock_pb2.LockResponse(header=header, key=key).SerializeToString()
 
-    async def _lock(self, name: bytes, lease: int) -> tuple[rpc_pb2.ResponseHeader, bytes]:
-        """concurrency.Mutex.Lock (etcd 3.5)."""
-        ks = self._ks
+    async def _lock(
+        self, ks: Keyspace, name: bytes, lease: int
+    ) -> tuple[rpc_pb2.ResponseHeader, bytes]:
+        """concurrency.Mutex.Lock (etcd 3.5), as the caller `ks` speaks for."""
         lease = await ks.session_lease(lease)
         prefix = name + b"/"
         my_key = lease_key(prefix, lease)
@@ -81,7 +83,8 @@ class LockService:
     async def unlock(self, request: bytes, call: CallInfo) -> bytes:
         r = v3lock_pb2.UnlockRequest.FromString(request)
         try:
-            resp = await self._ks.delete(r.key)
+            ks = await self._ks.as_caller(call)
+            resp = await ks.delete(r.key)
         except EtcdError as e:
             raise recipe_error(e.message) from None
         return v3lock_pb2.UnlockResponse(header=resp.header).SerializeToString()

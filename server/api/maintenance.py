@@ -8,9 +8,10 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from server import errors
+from server.access import Checker
 from server.api.rpc import CallInfo
 from server.state import API_VERSION, ENTRY_ALARM, ServerState
-from server.wire import field_bytes, field_message, field_varint
+from server.wire import field_bool, field_bytes, field_message, field_varint
 from wardpb.etcdserverpb import rpc_pb2
 
 SNAPSHOT_CHUNK = 32 * 1024
@@ -24,6 +25,7 @@ class RaftInfo:
     raft_index: int = 0
     applied_index: int = 0
     term: int = 0
+    is_learner: bool = False
 
 
 class MaintenanceService:
@@ -32,10 +34,12 @@ class MaintenanceService:
         state: ServerState,
         raft_info: Callable[[], RaftInfo],
         defragment: Callable[[], Awaitable[None]] | None = None,
+        move_leader: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self._s = state
         self._raft = raft_info
         self._defrag = defragment
+        self._move_leader = move_leader
 
     def methods(self) -> dict[str, object]:
         return {
@@ -45,9 +49,25 @@ class MaintenanceService:
             "Alarm": self.alarm,
             "Snapshot": self.snapshot,
             "Defragment": self.defragment,
+            "MoveLeader": self.move_leader,
         }
 
+    async def _admin(self, call: CallInfo) -> None:
+        """Calls that read or change the whole member (hashes, snapshot, defragmentation,
+        leadership, alarms) are for the `root` role only, as in etcd (SECURITY 6)."""
+        await self._check(call, lambda chk: chk.admin())
+
+    async def _check(self, call: CallInfo, check: Callable[[Checker], None]) -> None:
+        await self._s.storage_open()
+        try:
+            await self._s.auth.check_call(call, check)
+        except errors.AuthDenied as e:
+            # As etcd's Maintenance service: the auth store's error, unmapped.
+            raise errors.unmapped_auth(e) from None
+
     async def status(self, request: bytes, call: CallInfo) -> bytes:
+        # Open to everyone, as in etcd: health checks and load balancers call it without
+        # credentials, and it tells nothing of keys or users (SECURITY 6: decided, not forgotten).
         s = self._s
         info = self._raft()
         with s.backend.read() as txn:
@@ -68,10 +88,24 @@ class MaintenanceService:
                 field_varint(7, info.applied_index),
                 errs,
                 field_varint(9, s.backend.size_in_use()),
+                field_bool(10, info.is_learner),
             )
         )
 
+    async def move_leader(self, request: bytes, call: CallInfo) -> bytes:
+        """Hand leadership to another voting member; only the leader can (etcdctl finds it)."""
+        r = rpc_pb2.MoveLeaderRequest.FromString(request)
+        await self._admin(call)
+        if self._move_leader is None:
+            raise errors.UNIMPLEMENTED
+        await self._move_leader(r.targetID)
+        s = self._s
+        with s.backend.read() as txn:
+            rev = s.kv.current_revision(txn)
+        return field_message(1, s.header.header(rev))
+
     async def hash(self, request: bytes, call: CallInfo) -> bytes:
+        await self._admin(call)
         s = self._s
         with s.backend.read() as txn:
             rev = s.kv.current_revision(txn)
@@ -80,6 +114,7 @@ class MaintenanceService:
 
     async def hash_kv(self, request: bytes, call: CallInfo) -> bytes:
         r = rpc_pb2.HashKVRequest.FromString(request)
+        await self._admin(call)
         s = self._s
         with s.backend.read() as txn:
             cur = s.kv.current_revision(txn)
@@ -98,6 +133,11 @@ class MaintenanceService:
         r = rpc_pb2.AlarmRequest.FromString(request)
         s = self._s
         if r.action == rpc_pb2.AlarmRequest.GET:
+            # Any known user may look (clients check alarms); only admins may raise or clear.
+            await self._check(call, lambda chk: chk.user(fresh=False))
+        else:
+            await self._admin(call)
+        if r.action == rpc_pb2.AlarmRequest.GET:
             with s.backend.read() as txn:
                 rev = s.kv.current_revision(txn)
                 alarms = s.reader.alarms(txn)
@@ -110,7 +150,7 @@ class MaintenanceService:
     async def snapshot(self, request: bytes, call: CallInfo) -> AsyncIterator[bytes]:
         """A consistent copy of the database, then its SHA-256 as etcd appends it."""
         s = self._s
-        await s.storage_open()
+        await self._admin(call)
         with s.backend.read() as txn:
             rev = s.kv.current_revision(txn)
         header = field_message(1, s.header.header(rev))
@@ -127,6 +167,7 @@ class MaintenanceService:
         yield header + field_bytes(3, digest.digest())
 
     async def defragment(self, request: bytes, call: CallInfo) -> bytes:
+        await self._admin(call)
         s = self._s
         if self._defrag is not None:
             await self._defrag()

@@ -14,6 +14,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from server.errors import EtcdError, grpc_too_large
+from server.tls.guard import cert_common_name
 from wardpb.etcdserverpb import rpc_pb2
 from wardpb.v3electionpb import v3election_pb2
 from wardpb.v3lockpb import v3lock_pb2
@@ -28,7 +29,7 @@ class CallInfo:
     address or the TLS identity, and reading them costs on every call.
     """
 
-    __slots__ = ("_common_name", "_context", "_peer", "_token")
+    __slots__ = ("_common_name", "_context", "_peer", "_token", "trusted")
 
     def __init__(
         self,
@@ -37,8 +38,12 @@ class CallInfo:
         token: str = "",
         common_name: str = "",
         context: grpc.aio.ServicerContext | None = None,
+        trusted: bool = False,
     ) -> None:
         self._context = context
+        # A call another member forwarded after checking its caller itself (leader-only calls):
+        # it carries no caller of its own, and auth checks pass it.
+        self.trusted = trusted
         self._peer: str | None = peer if context is None else None
         self._token: str | None = token if context is None else None
         self._common_name: str | None = common_name if context is None else None
@@ -61,17 +66,16 @@ class CallInfo:
 
     @property
     def common_name(self) -> str:
+        """The caller's verified client-certificate CN when it names the caller, else ""
+        (see ``server.tls.cert_common_name``)."""
         if self._common_name is None:
-            cn = ""
-            auth = self._context.auth_context()  # type: ignore[union-attr]
-            names = auth.get("x509_common_name") if auth else None
-            if names:
-                cn = names[0].decode()
-            self._common_name = cn
+            self._common_name = cert_common_name(self._context) or ""
         return self._common_name
 
 
 Unary = Callable[[bytes, CallInfo], Awaitable[bytes]]
+# The listener's per-RPC transport checks (server.tls.CertGuard.check): the refusal, or None.
+Guard = Callable[[grpc.aio.ServicerContext], EtcdError | None]
 ServerStream = Callable[[bytes, CallInfo], AsyncIterator[bytes]]
 BidiStream = Callable[[AsyncIterator[bytes], CallInfo], AsyncIterator[bytes]]
 
@@ -100,8 +104,10 @@ def decode_error(e: DecodeError) -> EtcdError:
     return EtcdError(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {e}")
 
 
-def _unary(fn: Unary, limit: int) -> grpc.RpcMethodHandler:
+def _unary(fn: Unary, limit: int, guard: Guard | None) -> grpc.RpcMethodHandler:
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if guard is not None and (refused := guard(context)) is not None:
+            await _abort(context, refused)
         try:
             if len(request) > limit:
                 raise grpc_too_large(len(request), limit)
@@ -115,8 +121,10 @@ def _unary(fn: Unary, limit: int) -> grpc.RpcMethodHandler:
     return grpc.unary_unary_rpc_method_handler(handle)
 
 
-def _server_stream(fn: ServerStream, limit: int) -> grpc.RpcMethodHandler:
+def _server_stream(fn: ServerStream, limit: int, guard: Guard | None) -> grpc.RpcMethodHandler:
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        if guard is not None and (refused := guard(context)) is not None:
+            await _abort(context, refused)
         try:
             if len(request) > limit:
                 raise grpc_too_large(len(request), limit)
@@ -130,10 +138,12 @@ def _server_stream(fn: ServerStream, limit: int) -> grpc.RpcMethodHandler:
     return grpc.unary_stream_rpc_method_handler(handle)
 
 
-def _bidi(fn: BidiStream) -> grpc.RpcMethodHandler:
+def _bidi(fn: BidiStream, guard: Guard | None) -> grpc.RpcMethodHandler:
     async def handle(
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
+        if guard is not None and (refused := guard(context)) is not None:
+            await _abort(context, refused)
         try:
             async for chunk in fn(requests, call_info(context)):
                 yield chunk
@@ -169,10 +179,12 @@ def generic_handlers(
     impls: dict[str, dict[str, Unary | ServerStream | BidiStream]],
     *,
     max_message_bytes: int,
+    guard: Guard | None = None,
 ) -> list[grpc.GenericRpcHandler]:
     """One generic handler per service of etcd's API; methods not in `impls` are Unimplemented.
 
-    `max_message_bytes` is etcd's gRPC receive limit (--max-request-bytes plus overhead).
+    `max_message_bytes` is etcd's gRPC receive limit (--max-request-bytes plus overhead);
+    `guard` runs before every implemented method, unary and streaming (TLS checks).
     """
     out = []
     for full, desc in SERVICES.items():
@@ -184,10 +196,10 @@ def generic_handlers(
             if fn is None:
                 table[m.name] = _unimplemented(full, m.name, cs, ss)
             elif cs and ss:
-                table[m.name] = _bidi(fn)  # type: ignore[arg-type]
+                table[m.name] = _bidi(fn, guard)  # type: ignore[arg-type]
             elif ss:
-                table[m.name] = _server_stream(fn, max_message_bytes)  # type: ignore[arg-type]
+                table[m.name] = _server_stream(fn, max_message_bytes, guard)  # type: ignore[arg-type]
             else:
-                table[m.name] = _unary(fn, max_message_bytes)  # type: ignore[arg-type]
+                table[m.name] = _unary(fn, max_message_bytes, guard)  # type: ignore[arg-type]
         out.append(grpc.method_handlers_generic_handler(full, table))
     return out

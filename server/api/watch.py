@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator
 
+import lmdb
+
+from auth.model import TokenInfo
 from server.api.rpc import CallInfo
+from server.errors import EtcdError
 from server.state import ServerState
 from server.watch import EventReader, RevisionClock, Watcher, watch_response
 from wardpb.etcdserverpb import rpc_pb2
 
 DUPLICATE_ID = "mvcc: duplicate watch ID"
+# What etcd puts in a denied watch's cancel reason: the text of its gRPC permission error.
+INVALID_WATCH_ID = -1
+PERMISSION_DENIED_REASON = "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
 # etcd's default --experimental-watch-progress-notify-interval.
 PROGRESS_INTERVAL = 600.0
 
@@ -26,6 +34,10 @@ class _Stream:
         self.closed = False
         self.next_id = 0
         self.last_sent: dict[int, float] = {}
+        # Who created each watch (None: auth was off), and the auth state they were last
+        # checked at: a change re-checks every watch of the stream.
+        self.users: dict[int, str | None] = {}
+        self.auth_seen: tuple[bool, int] | None = None
 
 
 class WatchService:
@@ -49,7 +61,7 @@ class WatchService:
 
     async def watch(self, requests: AsyncIterator[bytes], call: CallInfo) -> AsyncIterator[bytes]:
         st = _Stream()
-        reader = asyncio.create_task(self._read_requests(requests, st))
+        reader = asyncio.create_task(self._read_requests(requests, st, call))
         self._clock.subscribe(st.wake)
         try:
             while True:
@@ -93,7 +105,8 @@ class WatchService:
         live = [w for w in ready if w.id in st.watchers]
         now = time.monotonic()
         headers: dict[int, bytes] = {}
-        for w, rev, evs in self._events.read(live, self._clock.current):
+        admit = functools.partial(self._admit, st)
+        for w, rev, evs in self._events.read(live, self._clock.current, admit=admit):
             header = headers.get(rev)
             if header is None:
                 header = headers[rev] = self._header(rev)
@@ -127,16 +140,93 @@ class WatchService:
                 out.append(watch_response(self._header(self._clock.current), w.id))
         return out
 
-    async def _read_requests(self, requests: AsyncIterator[bytes], st: _Stream) -> None:
+    def _admit(self, st: _Stream, txn: lmdb.Transaction, ready: list[Watcher]) -> list[Watcher]:
+        """Cancel the stream's watches their creators may no longer read, in the transaction
+        that reads their events; the ready watchers still allowed."""
+        access = self._s.auth
+        with access.checker(txn, None) as state:
+            seen = (state.enabled, state.revision)
+            if seen == st.auth_seen:
+                return ready
+            st.auth_seen = seen
+            if not state.enabled:
+                return ready
+            for wid, w in list(st.watchers.items()):
+                user = st.users.get(wid)
+                with access.checker(txn, TokenInfo(user, state.revision) if user else None) as chk:
+                    allowed = chk.can_read(w.key or b"\x00", w.end)
+                if not allowed:
+                    self._drop(st, wid)
+                    st.control.append(
+                        watch_response(
+                            self._header(self._clock.current),
+                            wid,
+                            canceled=True,
+                            cancel_reason=PERMISSION_DENIED_REASON,
+                        )
+                    )
+        return [w for w in ready if w.id in st.watchers]
+
+    @staticmethod
+    def _drop(st: _Stream, wid: int) -> None:
+        st.watchers.pop(wid, None)
+        st.users.pop(wid, None)
+        st.last_sent.pop(wid, None)
+
+    async def _read_requests(
+        self, requests: AsyncIterator[bytes], st: _Stream, call: CallInfo
+    ) -> None:
         try:
             async for raw in requests:
-                self._handle(rpc_pb2.WatchRequest.FromString(raw), st)
+                req = rpc_pb2.WatchRequest.FromString(raw)
+                if req.WhichOneof("request_union") == "create_request":
+                    # Checked once, at create; the watch then outlives the token (clients
+                    # cannot refresh a stream's token), but not a revocation (see _admit).
+                    allowed, user = await self._permitted(req.create_request, call)
+                    if allowed:
+                        self._handle(req, st, user)
+                    else:
+                        self._deny(req.create_request, st)
+                else:
+                    self._handle(req, st, None)
                 st.wake.set()
         finally:
             st.closed = True
             st.wake.set()
 
-    def _handle(self, req: rpc_pb2.WatchRequest, st: _Stream) -> None:
+    async def _permitted(
+        self, c: rpc_pb2.WatchCreateRequest, call: CallInfo
+    ) -> tuple[bool, str | None]:
+        """Whether the caller may watch the range, and its name (None with auth off).
+
+        The range is checked as asked: a from-key watch (range end `\\0`) needs a from-key
+        grant, not one on its first key (SECURITY 3). An empty key means the smallest key.
+        """
+        s = self._s
+        try:
+            info = await s.auth.identify(call)
+            await s.storage_open()
+            with s.backend.read() as txn, s.auth.checker(txn, info) as chk:
+                chk.read(c.key or b"\x00", c.range_end)
+                return True, (info.username if chk.enabled and info is not None else None)
+        except EtcdError:
+            return False, None
+
+    def _deny(self, c: rpc_pb2.WatchCreateRequest, st: _Stream) -> None:
+        """etcd's answer to a watch it may not create; the stream and its other watches go on
+        (SECURITY 4)."""
+        st.control.append(
+            watch_response(
+                self._header(self._clock.current),
+                # etcd 3.4 names no watch: the one asked for was never created.
+                INVALID_WATCH_ID,
+                created=True,
+                canceled=True,
+                cancel_reason=PERMISSION_DENIED_REASON,
+            )
+        )
+
+    def _handle(self, req: rpc_pb2.WatchRequest, st: _Stream, user: str | None) -> None:
         which = req.WhichOneof("request_union")
         current = self._clock.current
         if which == "create_request":
@@ -170,11 +260,13 @@ class WatchService:
                 progress_notify=c.progress_notify,
             )
             st.watchers[wid] = w
+            st.users[wid] = user
             st.last_sent[wid] = time.monotonic()
             st.control.append(watch_response(self._header(current), wid, created=True))
         elif which == "cancel_request":
             wid = req.cancel_request.watch_id
-            if st.watchers.pop(wid, None) is not None:
+            if wid in st.watchers:
+                self._drop(st, wid)
                 st.control.append(watch_response(self._header(current), wid, canceled=True))
         elif which == "progress_request":
             # Not tied to one watch: etcd answers with watch ID -1.

@@ -104,7 +104,10 @@ _W = Disposition.WARD
 _I = Disposition.IGNORED
 _R = Disposition.REFUSED
 
-DEFAULT_CLIENT_URL = URL("http", "localhost", 2379)
+# Ward is TLS-first: where etcd defaults to http, Ward serves clients on https with certificates
+# from its own CA in the data directory (plaintext only on http:// URLs the operator writes).
+# The peer default follows once the peer transport takes server.tls's peer credentials.
+DEFAULT_CLIENT_URL = URL("https", "localhost", 2379)
 DEFAULT_PEER_URL = URL("http", "localhost", 2380)
 DEFAULT_NAME = "default"
 DATA_DIR_SUFFIX = ".ward"
@@ -507,7 +510,9 @@ FLAGS: tuple[FlagSpec, ...] = (
         BOOL,
         False,
         _S,
-        "Require and verify client certificates (needs --trusted-ca-file).",
+        "Require client certificates and take their CN as the auth user name (verified"
+        " against --trusted-ca-file, or Ward's own CA when Ward issues the server"
+        " certificate).",
     ),
     _spec("client-crl-file", STRING, "", _S, "Path to the client certificate revocation list."),
     _spec(
@@ -517,13 +522,21 @@ FLAGS: tuple[FlagSpec, ...] = (
         _S,
         "Comma-separated SAN hostnames a client certificate must carry.",
     ),
-    _spec("trusted-ca-file", STRING, "", _S, "Path to the CA file that verifies clients."),
+    _spec(
+        "trusted-ca-file",
+        STRING,
+        "",
+        _S,
+        "Path to the CA bundle that verifies clients; client certificates are then required"
+        " (re-read when it changes).",
+    ),
     _spec(
         "auto-tls",
         BOOL,
         False,
         _S,
-        "Client TLS with a generated self-signed certificate (encrypts, authenticates nobody).",
+        "Client TLS with a certificate from Ward's CA in <data-dir>/pki (what https:// client"
+        " URLs get without --cert-file anyway).",
     ),
     _spec("peer-cert-file", STRING, "", _S, "Path to the peer server TLS cert file."),
     _spec("peer-key-file", STRING, "", _S, "Path to the peer server TLS key file."),
@@ -546,7 +559,8 @@ FLAGS: tuple[FlagSpec, ...] = (
         BOOL,
         False,
         _S,
-        "Require and verify peer client certificates (needs --peer-trusted-ca-file).",
+        "Require and verify peer client certificates (against --peer-trusted-ca-file, or"
+        " Ward's own CA).",
     ),
     _spec("peer-trusted-ca-file", STRING, "", _S, "Path to the CA file that verifies peers."),
     _spec(
@@ -568,14 +582,16 @@ FLAGS: tuple[FlagSpec, ...] = (
         BOOL,
         False,
         _S,
-        "Peer TLS with generated self-signed certificates (encrypts, authenticates nobody).",
+        "Peer TLS with a certificate from Ward's CA in <data-dir>/pki (what https:// peer"
+        " URLs get without --peer-cert-file anyway).",
     ),
     _spec(
         "self-signed-cert-validity",
         UINT,
         1,
         _S,
-        "Validity, in years, of the certificates --auto-tls and --peer-auto-tls generate.",
+        "Validity, in years, of the certificates Ward issues itself (--auto-tls, the"
+        " default https:// URLs).",
     ),
     _spec("peer-crl-file", STRING, "", _S, "Path to the peer certificate revocation list."),
     _spec(
@@ -632,22 +648,32 @@ FLAGS: tuple[FlagSpec, ...] = (
         shown_default="*",
     ),
     # --- Auth ---
+    # etcd defaults to 'simple'; Ward to signed JWTs (with the member's own key when none is
+    # given), which every member and serving process can check.
     _spec(
         "auth-token",
         STRING,
-        "simple",
+        "jwt",
         _A,
-        "Token type and options: 'simple', or"
-        " 'jwt,pub-key=PATH,priv-key=PATH,sign-method=ES256,ttl=5m'.",
+        "Token type and options: 'jwt[,pub-key=PATH,priv-key=PATH,sign-method=ES256,ttl=5m]'"
+        " (without keys, each member signs with its own, published to the others), or"
+        " 'simple' (discouraged).",
     ),
     _spec(
         "bcrypt-cost",
         UINT,
         10,
         _A,
-        "Accepted for etcd compatibility (4 to 31); Ward hashes passwords with argon2id.",
+        "Password hashing cost (4 to 31), as etcd's bcrypt cost: Ward hashes with argon2id,"
+        " 10 being OWASP's profile (19 MiB, 2 passes), each step doubling the work.",
     ),
-    _spec("auth-token-ttl", UINT, 300, _A, "Lifetime in seconds of a simple auth token."),
+    _spec(
+        "auth-token-ttl",
+        UINT,
+        300,
+        _A,
+        "Lifetime in seconds of an auth token (a jwt ttl= option overrides it).",
+    ),
     # --- Profiling and Monitoring ---
     _spec(
         "enable-pprof",
@@ -986,6 +1012,13 @@ FLAGS: tuple[FlagSpec, ...] = (
         0,
         Group.WARD,
         "Number of processes serving the client port (0: one per CPU).",
+    ),
+    _spec(
+        "auth-min-password-length",
+        UINT,
+        8,
+        Group.WARD,
+        "Shortest password a user may be given, in characters (etcd has no minimum).",
     ),
     # etcd's list of long-removed flags it still swallows (flags.IgnoredFlag).
     *(

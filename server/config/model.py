@@ -143,6 +143,7 @@ class Config:
     unsafe_no_fsync: bool
     # Ward
     workers: int
+    auth_min_password_length: int = 8
 
     def __post_init__(self) -> None:
         try:
@@ -334,27 +335,21 @@ class Config:
                     " together"
                 )
         # Without a CA, "verify client certificates" would trust every public CA (SECURITY 17).
-        if self.client_cert_auth and self.trusted_ca_file is None:
-            raise ValueError("--client-cert-auth requires --trusted-ca-file")
-        if self.peer_client_cert_auth and self.peer_trusted_ca_file is None:
-            raise ValueError("--peer-client-cert-auth requires --peer-trusted-ca-file")
-        for flag, urls in (
-            ("listen-client-urls", self.listen_client_urls),
-            ("listen-client-http-urls", self.listen_client_http_urls),
+        # When Ward issues the server certificate itself, its own CA is the trusted one; an
+        # https:// URL without --cert-file gets a certificate from that CA (server.tls).
+        if self.client_cert_auth and self.trusted_ca_file is None and self.cert_file is not None:
+            raise ValueError(
+                "--client-cert-auth requires --trusted-ca-file when --cert-file is given"
+            )
+        if (
+            self.peer_client_cert_auth
+            and self.peer_trusted_ca_file is None
+            and self.peer_cert_file is not None
         ):
-            for url in urls:
-                if url.is_tls and self.cert_file is None and not self.auto_tls:
-                    raise ValueError(
-                        f"TLS key/cert (--cert-file, --key-file) must be provided for {flag}"
-                        f" {url} with the {url.scheme} scheme (or give --auto-tls)"
-                    )
-        for url in self.listen_peer_urls:
-            if url.is_tls and self.peer_cert_file is None and not self.peer_auto_tls:
-                raise ValueError(
-                    "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for"
-                    f" listen-peer-urls {url} with the {url.scheme} scheme (or give"
-                    " --peer-auto-tls)"
-                )
+            raise ValueError(
+                "--peer-client-cert-auth requires --peer-trusted-ca-file when --peer-cert-file"
+                " is given"
+            )
         if self.self_signed_cert_validity < 1:
             raise ValueError("--self-signed-cert-validity must be at least 1 (year)")
         for flag, names in (
@@ -388,8 +383,6 @@ class Config:
                 raise ValueError(
                     f"--auth-token: sign-method {token.sign_method} needs priv-key (the secret)"
                 )
-            if token.pub_key_path is None and token.priv_key_path is None:
-                raise ValueError("--auth-token: jwt needs pub-key or priv-key")
             if token.ttl is not None and token.ttl <= 0:
                 raise ValueError("--auth-token: jwt ttl must be positive")
         if self.auth_token_ttl <= 0:

@@ -185,7 +185,8 @@ class Cluster:
                 if st is None:
                     leads.add(0)
                     continue
-                leads.add(st["leader"])
+                # etcdctl's JSON leaves zero fields out: no "leader" means none is known.
+                leads.add(st.get("leader", 0))
                 ids[st["header"]["member_id"]] = m  # type: ignore[index]
             if len(leads) == 1 and (lead := leads.pop()) and lead in ids:
                 return ids[lead]

@@ -35,7 +35,8 @@ from server.config.flags import (
 )
 from server.config.values import parse_go_duration, parse_go_uint
 
-LOCAL_CLIENT = URL("http", "localhost", 2379)
+# etcd's client default is http://; Ward's is https:// (TLS-first, certificates from its own CA).
+LOCAL_CLIENT = URL("https", "localhost", 2379)
 LOCAL_PEER = URL("http", "localhost", 2380)
 
 
@@ -375,7 +376,7 @@ def test_every_flag_has_exactly_one_place_in_the_config_file() -> None:
 # --- defaults ---
 
 
-def test_defaults_are_etcds() -> None:
+def test_defaults_are_etcds_but_tls() -> None:
     cfg, warnings = parse()
     assert warnings == []
     assert cfg.name == "default"
@@ -408,7 +409,8 @@ def test_defaults_are_etcds() -> None:
     assert cfg.strict_reconfig_check is True
     assert cfg.pre_vote is True
     assert cfg.enable_grpc_gateway is True
-    assert cfg.auth_token.kind is TokenKind.SIMPLE
+    # Ward's one deliberate difference in auth: signed JWTs by default, not simple tokens.
+    assert cfg.auth_token.kind is TokenKind.JWT
     assert cfg.auth_token_ttl == 300
     assert cfg.bcrypt_cost == 10
     assert cfg.tls_min_version == "TLS1.2"
@@ -749,16 +751,23 @@ def test_tls_flags_are_typed_paths() -> None:
     assert cfg.client_tls and not cfg.peer_tls
 
 
-def test_https_listener_needs_a_certificate_or_auto_tls() -> None:
-    assert "--cert-file, --key-file" in error(*TLS_CLIENT).message
+def test_https_listener_without_a_certificate_gets_wards_own() -> None:
+    # No --cert-file: server.tls issues one from the data directory's CA.
+    assert config(*TLS_CLIENT).cert_file is None
     assert config(*TLS_CLIENT, "--auto-tls").auto_tls
-    peer = ["--listen-peer-urls=https://127.0.0.1:2380"]
-    assert "--peer-cert-file" in error(*peer).message
+    assert config(
+        "--listen-peer-urls=https://127.0.0.1:2380",
+        "--initial-advertise-peer-urls=https://127.0.0.1:2380",
+    ).peer_tls
 
 
-def test_auto_tls_warns_that_it_authenticates_nobody() -> None:
-    warnings = warnings_of(*TLS_CLIENT, "--auto-tls")
-    assert any("--auto-tls" in w and "authenticates nobody" in w for w in warnings)
+def test_auto_tls_does_not_warn_since_wards_certificates_are_verifiable() -> None:
+    # SECURITY 17: etcd's --auto-tls authenticated nobody; Ward's comes from its own CA.
+    assert warnings_of(*TLS_CLIENT, "--auto-tls") == []
+    assert any(
+        "ignoring --auto-tls" in w
+        for w in warnings_of(*TLS_CLIENT, "--auto-tls", "--cert-file=a.crt", "--key-file=a.key")
+    )
 
 
 def test_cert_and_key_go_together() -> None:
@@ -766,13 +775,24 @@ def test_cert_and_key_go_together() -> None:
     assert "must be given together" in error("--peer-key-file=a.key").message
 
 
-def test_client_cert_auth_needs_a_trusted_ca() -> None:
-    assert "--client-cert-auth requires --trusted-ca-file" in error("--client-cert-auth").message
-    assert "--peer-trusted-ca-file" in error("--peer-client-cert-auth").message
+def test_client_cert_auth_needs_a_trusted_ca_with_the_operators_certificate() -> None:
+    own = ["--cert-file=a.crt", "--key-file=a.key"]
+    assert (
+        "--client-cert-auth requires --trusted-ca-file" in error(*own, "--client-cert-auth").message
+    )
+    peer_own = ["--peer-cert-file=a.crt", "--peer-key-file=a.key"]
+    assert "--peer-trusted-ca-file" in error(*peer_own, "--peer-client-cert-auth").message
+    # With Ward's own certificate, Ward's own CA verifies clients.
+    assert config("--client-cert-auth").client_cert_auth
 
 
 def test_certificate_on_a_plain_http_url_warns() -> None:
-    warnings = warnings_of("--cert-file=a.crt", "--key-file=a.key")
+    warnings = warnings_of(
+        "--cert-file=a.crt",
+        "--key-file=a.key",
+        "--listen-client-urls=http://127.0.0.1:2379",
+        "--advertise-client-urls=http://127.0.0.1:2379",
+    )
     assert any("not encrypted" in w for w in warnings)
 
 
@@ -851,7 +871,6 @@ def test_jwt_auth_token_is_parsed() -> None:
     [
         ("bogus", "--auth-token 'bogus'"),
         ("jwt,sign-method=XX1", "--auth-token"),
-        ("jwt,sign-method=RS256", "needs pub-key or priv-key"),
         ("jwt,sign-method=HS256,pub-key=a", "needs priv-key"),
     ],
 )
@@ -859,11 +878,28 @@ def test_bad_auth_token_is_an_error(value: str, fragment: str) -> None:
     assert fragment in error("--auth-token", value).message
 
 
-def test_bcrypt_cost_is_accepted_with_a_warning() -> None:
+def test_bcrypt_cost_is_accepted_as_the_argon2_cost() -> None:
     cfg, warnings = parse("--bcrypt-cost", "12")
     assert cfg.bcrypt_cost == 12
-    assert any("--bcrypt-cost is ignored" in w and "argon2id" in w for w in warnings)
+    assert not any("bcrypt" in w for w in warnings)
     assert "between 4 and 31" in error("--bcrypt-cost", "3").message
+
+
+def test_jwt_without_keys_is_accepted_each_member_signs_with_its_own() -> None:
+    token = config("--auth-token", "jwt,sign-method=RS256").auth_token
+    assert token.kind is TokenKind.JWT
+    assert (token.pub_key_path, token.priv_key_path) == (None, None)
+
+
+def test_simple_tokens_are_accepted_with_a_warning() -> None:
+    cfg, warnings = parse("--auth-token", "simple")
+    assert cfg.auth_token.kind is TokenKind.SIMPLE
+    assert any("--auth-token=simple" in w for w in warnings)
+
+
+def test_minimum_password_length_is_a_ward_flag() -> None:
+    assert config().auth_min_password_length == 8
+    assert config("--auth-min-password-length", "4").auth_min_password_length == 4
 
 
 def test_auth_token_ttl_must_be_positive() -> None:

@@ -26,6 +26,7 @@ from ward.cli.flags import Flag, Kind
 from ward.cli.gofmt import GoParseError, quote
 from ward.cli.output import Printer, new_printer
 from ward.client import Client
+from ward.credentials import find_local_credentials
 from ward.errors import ClientConfigError, EtcdError, NoEndpointsError
 
 __all__ = ["apply_env", "client_kwargs", "global_flags", "must_client", "printer"]
@@ -217,6 +218,21 @@ def client_kwargs(inv: Invocation, *, with_auth: bool = True) -> dict[str, objec
         # --insecure-transport=false asks for TLS even without certificates.
         "secure": not inv.flags.value("insecure-transport"),
     }
+    if kwargs["insecure_skip_verify"]:
+        # SECURITY 19: never skip verification silently (etcdctl says nothing).
+        inv.err(
+            "warning: --insecure-skip-tls-verify: the server's certificate is not verified;"
+            " anyone between you and the server can impersonate it"
+        )
+    if not (kwargs["cacert"] or kwargs["cert"] or kwargs["key"]):
+        # Ward's secure default: a local `ward` made a CA and an admin certificate in its data
+        # directory; use them (ward.credentials says where it looks) unless told otherwise.
+        try:
+            found = find_local_credentials(inv.environ)
+        except ClientConfigError as exc:
+            raise CliExit(EXIT_BAD_ARGS, str(exc)) from None
+        if found is not None:
+            kwargs.update(found.as_kwargs())
     # etcd answers pings more often than every 5s with GOAWAY; only ping when asked to.
     if inv.flags["keepalive-time"].changed:
         kwargs["keepalive_time"] = _seconds(inv, "keepalive-time")

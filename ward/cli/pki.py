@@ -192,7 +192,19 @@ def _intermediate(store: PKIStore, args: argparse.Namespace) -> _Printable:
     return _Printable(result.to_text(), result.to_dict())
 
 
+def _warn_ed25519_leaf(args: argparse.Namespace) -> None:
+    if args.key_type == KeyType.ED25519.value:
+        # gRPC's TLS (BoringSSL) offers no Ed25519 signatures: such a certificate works with
+        # etcd but cannot complete a handshake with Ward. An Ed25519 CA is fine.
+        print(
+            "warning: Ward's gRPC TLS cannot use Ed25519 certificates (etcd can);"
+            " use ecdsa-p256 or rsa-* for certificates Ward serves or accepts",
+            file=sys.stderr,
+        )
+
+
 def _issue(store: PKIStore, args: argparse.Namespace) -> _Printable:
+    _warn_ed25519_leaf(args)
     result = store.issue(
         Profile.parse(args.profile),
         args.name,
@@ -229,6 +241,7 @@ def _sign_csr(store: PKIStore, args: argparse.Namespace) -> _Printable:
 
 
 def _renew(store: PKIStore, args: argparse.Namespace) -> _Printable:
+    _warn_ed25519_leaf(args)
     result = store.renew(args.name, rekey=args.rekey, key_type=_key_type(args), days=args.days)
     return _Printable(result.to_text(), result.to_dict())
 

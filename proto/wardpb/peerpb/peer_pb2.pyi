@@ -31,8 +31,36 @@ class MemberChange(_message.Message):
     member: _rpc_pb2.Member
     def __init__(self, request_id: _Optional[int] = ..., member: _Optional[_Union[_rpc_pb2.Member, _Mapping]] = ...) -> None: ...
 
+class AuthUserAdd(_message.Message):
+    __slots__ = ("name", "password_hash", "no_password")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_HASH_FIELD_NUMBER: _ClassVar[int]
+    NO_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    password_hash: str
+    no_password: bool
+    def __init__(self, name: _Optional[str] = ..., password_hash: _Optional[str] = ..., no_password: _Optional[bool] = ...) -> None: ...
+
+class AuthUserChangePassword(_message.Message):
+    __slots__ = ("name", "password_hash")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_HASH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    password_hash: str
+    def __init__(self, name: _Optional[str] = ..., password_hash: _Optional[str] = ...) -> None: ...
+
+class AuthPublishKey(_message.Message):
+    __slots__ = ("kid", "sign_method", "public_pem")
+    KID_FIELD_NUMBER: _ClassVar[int]
+    SIGN_METHOD_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_PEM_FIELD_NUMBER: _ClassVar[int]
+    kid: str
+    sign_method: str
+    public_pem: bytes
+    def __init__(self, kid: _Optional[str] = ..., sign_method: _Optional[str] = ..., public_pem: _Optional[bytes] = ...) -> None: ...
+
 class Entry(_message.Message):
-    __slots__ = ("header", "put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "alarm", "lease_expire", "member_attr")
+    __slots__ = ("header", "put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "alarm", "lease_expire", "auth_enable", "auth_disable", "auth_user_add", "auth_user_delete", "auth_user_change_password", "auth_user_grant_role", "auth_user_revoke_role", "auth_role_add", "auth_role_delete", "auth_role_grant_permission", "auth_role_revoke_permission", "auth_publish_key", "member_attr")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_RANGE_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +70,18 @@ class Entry(_message.Message):
     LEASE_REVOKE_FIELD_NUMBER: _ClassVar[int]
     ALARM_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ENABLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_DISABLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_ADD_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_DELETE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_CHANGE_PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_GRANT_ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_USER_REVOKE_ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_ADD_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_DELETE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_GRANT_PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ROLE_REVOKE_PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    AUTH_PUBLISH_KEY_FIELD_NUMBER: _ClassVar[int]
     MEMBER_ATTR_FIELD_NUMBER: _ClassVar[int]
     header: RequestHeader
     put: _rpc_pb2.PutRequest
@@ -52,5 +92,17 @@ class Entry(_message.Message):
     lease_revoke: _rpc_pb2.LeaseRevokeRequest
     alarm: _rpc_pb2.AlarmRequest
     lease_expire: LeaseExpire
+    auth_enable: _rpc_pb2.AuthEnableRequest
+    auth_disable: _rpc_pb2.AuthDisableRequest
+    auth_user_add: AuthUserAdd
+    auth_user_delete: _rpc_pb2.AuthUserDeleteRequest
+    auth_user_change_password: AuthUserChangePassword
+    auth_user_grant_role: _rpc_pb2.AuthUserGrantRoleRequest
+    auth_user_revoke_role: _rpc_pb2.AuthUserRevokeRoleRequest
+    auth_role_add: _rpc_pb2.AuthRoleAddRequest
+    auth_role_delete: _rpc_pb2.AuthRoleDeleteRequest
+    auth_role_grant_permission: _rpc_pb2.AuthRoleGrantPermissionRequest
+    auth_role_revoke_permission: _rpc_pb2.AuthRoleRevokePermissionRequest
+    auth_publish_key: AuthPublishKey
     member_attr: _rpc_pb2.Member
-    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., alarm: _Optional[_Union[_rpc_pb2.AlarmRequest, _Mapping]] = ..., lease_expire: _Optional[_Union[LeaseExpire, _Mapping]] = ..., member_attr: _Optional[_Union[_rpc_pb2.Member, _Mapping]] = ...) -> None: ...
+    def __init__(self, header: _Optional[_Union[RequestHeader, _Mapping]] = ..., put: _Optional[_Union[_rpc_pb2.PutRequest, _Mapping]] = ..., delete_range: _Optional[_Union[_rpc_pb2.DeleteRangeRequest, _Mapping]] = ..., txn: _Optional[_Union[_rpc_pb2.TxnRequest, _Mapping]] = ..., compaction: _Optional[_Union[_rpc_pb2.CompactionRequest, _Mapping]] = ..., lease_grant: _Optional[_Union[_rpc_pb2.LeaseGrantRequest, _Mapping]] = ..., lease_revoke: _Optional[_Union[_rpc_pb2.LeaseRevokeRequest, _Mapping]] = ..., alarm: _Optional[_Union[_rpc_pb2.AlarmRequest, _Mapping]] = ..., lease_expire: _Optional[_Union[LeaseExpire, _Mapping]] = ..., auth_enable: _Optional[_Union[_rpc_pb2.AuthEnableRequest, _Mapping]] = ..., auth_disable: _Optional[_Union[_rpc_pb2.AuthDisableRequest, _Mapping]] = ..., auth_user_add: _Optional[_Union[AuthUserAdd, _Mapping]] = ..., auth_user_delete: _Optional[_Union[_rpc_pb2.AuthUserDeleteRequest, _Mapping]] = ..., auth_user_change_password: _Optional[_Union[AuthUserChangePassword, _Mapping]] = ..., auth_user_grant_role: _Optional[_Union[_rpc_pb2.AuthUserGrantRoleRequest, _Mapping]] = ..., auth_user_revoke_role: _Optional[_Union[_rpc_pb2.AuthUserRevokeRoleRequest, _Mapping]] = ..., auth_role_add: _Optional[_Union[_rpc_pb2.AuthRoleAddRequest, _Mapping]] = ..., auth_role_delete: _Optional[_Union[_rpc_pb2.AuthRoleDeleteRequest, _Mapping]] = ..., auth_role_grant_permission: _Optional[_Union[_rpc_pb2.AuthRoleGrantPermissionRequest, _Mapping]] = ..., auth_role_revoke_permission: _Optional[_Union[_rpc_pb2.AuthRoleRevokePermissionRequest, _Mapping]] = ..., auth_publish_key: _Optional[_Union[AuthPublishKey, _Mapping]] = ..., member_attr: _Optional[_Union[_rpc_pb2.Member, _Mapping]] = ...) -> None: ...

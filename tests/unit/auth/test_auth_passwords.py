@@ -121,3 +121,17 @@ def test_hash_cost_is_validated(kwargs: dict[str, int]) -> None:
 def test_negative_min_length_is_refused() -> None:
     with pytest.raises(ValueError):
         PasswordHasher(cost=TEST_COST, min_length=-1)
+
+
+def test_bcrypt_cost_maps_to_argon2_with_etcds_default_at_owasps_profile() -> None:
+    from auth import cost_from_bcrypt
+
+    assert cost_from_bcrypt(10) == HashCost(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+    # Each bcrypt step doubles the work: passes above 10, memory below.
+    assert cost_from_bcrypt(12).time_cost == 8
+    assert cost_from_bcrypt(9).memory_cost == 19 * 512
+    # etcd's tests use 4: cheap, and still a valid argon2id cost.
+    assert cost_from_bcrypt(4).memory_cost == 304
+    for bad in (3, 32):
+        with pytest.raises(ValueError):
+            cost_from_bcrypt(bad)

@@ -1,0 +1,291 @@
+"""The Auth service: users, roles, permissions, enabling auth, and Authenticate.
+
+Served by the core process (workers forward its calls). Changes become replicated entries; the
+apply path checks the caller again and applies them (`server.auth_apply`), so the rules hold on
+every member. Reads (UserGet, RoleGet, the lists, AuthStatus) answer from the local tables.
+
+A password is hashed here, on the member that received it and off the event loop, before
+anything is proposed: the log carries only the argon2id hash (SECURITY 11). Callers are checked
+before any hashing, so a stranger cannot make the member burn CPU on hashes that will be refused.
+A password never reaches a log line or an error message (SECURITY 12).
+
+Beyond etcd: a user may change their own password; failed Authenticate calls are rate-limited
+per user name and per client address (`auth.ratelimit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Executor
+from functools import partial
+
+from auth import errors as auth_errors
+from auth.errors import AuthError
+from auth.model import Permission, PermissionType
+from auth.ranges import is_valid_permission_range
+from server import errors
+from server.access import Access, client_address, request_header
+from server.api.rpc import CallInfo, Unary
+from server.errors import from_auth
+from server.state import (
+    ENTRY_AUTH_DISABLE,
+    ENTRY_AUTH_ENABLE,
+    ENTRY_AUTH_ROLE_ADD,
+    ENTRY_AUTH_ROLE_DELETE,
+    ENTRY_AUTH_ROLE_GRANT_PERMISSION,
+    ENTRY_AUTH_ROLE_REVOKE_PERMISSION,
+    ENTRY_AUTH_USER_ADD,
+    ENTRY_AUTH_USER_CHANGE_PASSWORD,
+    ENTRY_AUTH_USER_DELETE,
+    ENTRY_AUTH_USER_GRANT_ROLE,
+    ENTRY_AUTH_USER_REVOKE_ROLE,
+    ServerState,
+)
+from server.storage.authdb import name_fits
+from server.wire import field_bool, field_bytes, field_message, field_varint
+from wardpb.authpb import auth_pb2
+from wardpb.etcdserverpb import rpc_pb2
+from wardpb.peerpb import peer_pb2
+
+log = logging.getLogger("ward.auth")
+
+
+class AuthService:
+    """etcd's Auth service in the core process."""
+
+    def __init__(self, state: ServerState, access: Access, hashing: Executor) -> None:
+        self._s = state
+        self._access = access
+        # Password hashing and checking run here: argon2 releases the GIL, so they use every
+        # core without holding up the event loop.
+        self._hashing = hashing
+
+    def methods(self) -> dict[str, Unary]:
+        return {
+            "AuthEnable": self.auth_enable,
+            "AuthDisable": self.auth_disable,
+            "AuthStatus": self.auth_status,
+            "Authenticate": self.authenticate,
+            "UserAdd": self.user_add,
+            "UserGet": self.user_get,
+            "UserList": self.user_list,
+            "UserDelete": self.user_delete,
+            "UserChangePassword": self.user_change_password,
+            "UserGrantRole": self.user_grant_role,
+            "UserRevokeRole": self.user_revoke_role,
+            "RoleAdd": self.role_add,
+            "RoleGet": self.role_get,
+            "RoleList": self.role_list,
+            "RoleDelete": self.role_delete,
+            "RoleGrantPermission": self.role_grant_permission,
+            "RoleRevokePermission": self.role_revoke_permission,
+        }
+
+    def _header(self) -> bytes:
+        s = self._s
+        with s.backend.read() as txn:
+            return field_message(1, s.header.header(s.kv.current_revision(txn)))
+
+    async def _propose(self, field: int, request: bytes, call: CallInfo) -> bytes:
+        """Propose an auth change as the caller, who must be an admin (checked here first so a
+        refusal costs nothing, and again where it applies)."""
+        info = await self._access.identify(call)
+        with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            chk.admin()
+        return await self._s.proposer.propose(field, request, header=request_header(info))
+
+    # --- enabling ---
+
+    async def auth_enable(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthEnableRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_ENABLE, request, call)
+
+    async def auth_disable(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthDisableRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_DISABLE, request, call)
+
+    async def auth_status(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthStatusRequest.FromString(request)
+        enabled, revision = self._access.state()
+        return self._header() + field_bool(2, enabled) + field_varint(3, revision)
+
+    # --- Authenticate ---
+
+    async def authenticate(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.AuthenticateRequest.FromString(request)
+        check = partial(
+            self._access.store.authenticate,
+            r.name,
+            r.password,
+            client_address=client_address(call.peer),
+        )
+        try:
+            token = await asyncio.get_running_loop().run_in_executor(self._hashing, check)
+        except AuthError as e:
+            if not isinstance(e, auth_errors.AuthNotEnabled):
+                # The name is no secret; the password never appears in any log line.
+                log.info("authentication failed", extra={"user": r.name, "error": e.message})
+            raise from_auth(e) from None
+        return self._header() + field_bytes(2, token.encode())
+
+    # --- users ---
+
+    async def user_add(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.AuthUserAddRequest.FromString(request)
+        info = await self._access.identify(call)
+        no_password = r.options.no_password
+        with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            chk.admin()
+            if not r.name:
+                raise from_auth(auth_errors.UserEmpty())
+            if not name_fits(r.name):
+                raise errors.NAME_TOO_LONG
+            # Refused before hashing: a hash for a user that exists would be wasted work.
+            if self._access.db.get_user(r.name) is not None:
+                raise from_auth(auth_errors.UserAlreadyExists())
+        if r.hashedPassword and not no_password:
+            raise errors.HASHED_PASSWORD_REFUSED
+        store = self._access.store
+        try:
+            command = await asyncio.get_running_loop().run_in_executor(
+                self._hashing,
+                partial(store.propose_user_add, r.name, r.password, no_password=no_password),
+            )
+        except AuthError as e:
+            raise from_auth(e) from None
+        entry = peer_pb2.AuthUserAdd(
+            name=command.name,
+            password_hash=command.password_hash or "",
+            no_password=command.no_password,
+        )
+        return await self._s.proposer.propose(
+            ENTRY_AUTH_USER_ADD, entry.SerializeToString(), header=request_header(info)
+        )
+
+    async def user_get(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.AuthUserGetRequest.FromString(request)
+        info = await self._access.identify(call)
+        s = self._s
+        with s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            # As etcd: a user may look at themself.
+            if not (chk.enabled and info is not None and info.username == r.name):
+                chk.admin()
+            user = self._access.db.get_user(r.name)
+            if user is None:
+                raise from_auth(auth_errors.UserNotFound())
+            header = field_message(1, s.header.header(s.kv.current_revision(txn)))
+        return header + b"".join(field_bytes(2, role.encode()) for role in user.roles)
+
+    async def user_list(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthUserListRequest.FromString(request)
+        info = await self._access.identify(call)
+        s = self._s
+        with s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            chk.admin()
+            names = [u.name for u in self._access.db.list_users()]
+            header = field_message(1, s.header.header(s.kv.current_revision(txn)))
+        return header + b"".join(field_bytes(2, n.encode()) for n in names)
+
+    async def user_delete(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthUserDeleteRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_USER_DELETE, request, call)
+
+    async def user_change_password(self, request: bytes, call: CallInfo) -> bytes:
+        """An admin may set anyone's password; beyond etcd, a user may set their own."""
+        r = rpc_pb2.AuthUserChangePasswordRequest.FromString(request)
+        info = await self._access.identify(call)
+        with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            chk.self_or_admin(r.name)
+        if r.hashedPassword:
+            raise errors.HASHED_PASSWORD_REFUSED
+        store = self._access.store
+        try:
+            command = await asyncio.get_running_loop().run_in_executor(
+                self._hashing, partial(store.propose_user_change_password, r.name, r.password)
+            )
+        except AuthError as e:
+            raise from_auth(e) from None
+        entry = peer_pb2.AuthUserChangePassword(
+            name=command.name, password_hash=command.password_hash
+        )
+        return await self._s.proposer.propose(
+            ENTRY_AUTH_USER_CHANGE_PASSWORD,
+            entry.SerializeToString(),
+            header=request_header(info),
+        )
+
+    async def user_grant_role(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthUserGrantRoleRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_USER_GRANT_ROLE, request, call)
+
+    async def user_revoke_role(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthUserRevokeRoleRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_USER_REVOKE_ROLE, request, call)
+
+    # --- roles ---
+
+    async def role_add(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthRoleAddRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_ROLE_ADD, request, call)
+
+    async def role_get(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.AuthRoleGetRequest.FromString(request)
+        info = await self._access.identify(call)
+        s = self._s
+        with s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            # As etcd: a user may look at the roles they hold.
+            holds = (
+                chk.enabled
+                and info is not None
+                and self._access.store.has_role(info.username, r.role)
+            )
+            if not holds:
+                chk.admin()
+            role = self._access.db.get_role(r.role)
+            if role is None:
+                raise from_auth(auth_errors.RoleNotFound())
+            # The stored grants, as etcd 3.4 answers (the root role needs none: it passes
+            # every check).
+            perms = role.permissions
+            header = field_message(1, s.header.header(s.kv.current_revision(txn)))
+        return header + b"".join(field_message(2, _permission(p)) for p in perms)
+
+    async def role_list(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthRoleListRequest.FromString(request)
+        info = await self._access.identify(call)
+        s = self._s
+        with s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            chk.admin()
+            names = [r.name for r in self._access.db.list_roles()]
+            header = field_message(1, s.header.header(s.kv.current_revision(txn)))
+        return header + b"".join(field_bytes(2, n.encode()) for n in names)
+
+    async def role_delete(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthRoleDeleteRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_ROLE_DELETE, request, call)
+
+    async def role_grant_permission(self, request: bytes, call: CallInfo) -> bytes:
+        r = rpc_pb2.AuthRoleGrantPermissionRequest.FromString(request)
+        info = await self._access.identify(call)
+        with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            chk.admin()
+        if not r.HasField("perm"):
+            raise from_auth(auth_errors.PermissionNotGiven())
+        if r.perm.permType not in PermissionType.__members__.values():
+            raise from_auth(auth_errors.InvalidAuthMgmt())
+        if not is_valid_permission_range(r.perm.key, r.perm.range_end):
+            raise from_auth(auth_errors.InvalidAuthMgmt())
+        return await self._s.proposer.propose(
+            ENTRY_AUTH_ROLE_GRANT_PERMISSION, request, header=request_header(info)
+        )
+
+    async def role_revoke_permission(self, request: bytes, call: CallInfo) -> bytes:
+        rpc_pb2.AuthRoleRevokePermissionRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_ROLE_REVOKE_PERMISSION, request, call)
+
+
+def _permission(p: Permission) -> bytes:
+    return auth_pb2.Permission(
+        permType=int(p.perm_type), key=p.key, range_end=p.range_end
+    ).SerializeToString()
