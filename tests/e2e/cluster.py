@@ -113,12 +113,14 @@ class Cluster:
         workers: int = 1,
         token: str = "test-cluster",
         env: Mapping[str, str] | None = None,
+        extra_flags: Sequence[str] = (),
     ) -> None:
         self.root = root
         self.kind = kind
         self.workers = workers
         self.token = token
         self.env = dict(env or {})
+        self.extra_flags = list(extra_flags)
         self.members = [Member(root, f"m{i}", kind, workers) for i in range(n)]
 
     @property
@@ -132,7 +134,7 @@ class Cluster:
     def start(self) -> Cluster:
         ic = self.initial_cluster
         for m in self.members:
-            m.launch(m.flags(ic, "new", self.token), self.env_for(m))
+            m.launch([*m.flags(ic, "new", self.token), *self.extra_flags], self.env_for(m))
         for m in self.members:
             m.proc.wait_ready()
         return self
@@ -140,9 +142,17 @@ class Cluster:
     def env_for(self, m: Member) -> dict[str, str]:
         return {**self.env, **m.extra_env}
 
-    def add(self, name: str, *, learner: bool = False, via: Member | None = None) -> Member:
+    def add(
+        self,
+        name: str,
+        *,
+        learner: bool = False,
+        via: Member | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Member:
         """`etcdctl member add`, then start the new member with the settings it printed."""
         new = Member(self.root, name, self.kind, self.workers)
+        new.extra_env.update(env or {})
         via = via or self.members[0]
         args = ["member", "add", name, f"--peer-urls={new.peer_url}"]
         if learner:
@@ -154,7 +164,9 @@ class Cluster:
             if line.startswith("ETCD_INITIAL_CLUSTER=")
         )
         self.members.append(new)
-        new.launch(new.flags(ic, "existing", self.token), self.env_for(new))
+        new.launch(
+            [*new.flags(ic, "existing", self.token), *self.extra_flags], self.env_for(new)
+        )
         return new
 
     def restart(self, m: Member) -> None:

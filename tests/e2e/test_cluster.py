@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cluster import ELECTION_MS, Cluster, Member, etcdctl
+from faultproxy import FaultProxy
 
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
@@ -206,3 +207,75 @@ def test_strict_reconfig_refuses_losing_quorum(cluster: Cluster) -> None:
     assert out.returncode != 0
     assert "re-configuration failed due to not enough started members" in out.stderr
     assert "m9" not in etcdctl([a.endpoint], "member", "list").stdout
+
+
+def test_cut_off_minority_serves_nothing_then_catches_up(tmp_path: Path) -> None:
+    with FaultProxy(mode="drop") as proxy:
+        c = Cluster(tmp_path)
+        for m in c.members:
+            proxy.add_member(m.name, [m.proc.peer_port])
+            m.extra_env = proxy.env(m.name)
+        c.start()
+        try:
+            kv(c.members[0]).Put(rpc_pb2.PutRequest(key=b"k", value=b"v1"), timeout=10)
+            # Cut off the leader itself: the hardest case (it believes it leads for a while).
+            old = c.leader()
+            rest = [m for m in c.members if m is not old]
+            proxy.isolate(old.name)
+            with pytest.raises(grpc.RpcError):
+                kv(old).Put(rpc_pb2.PutRequest(key=b"lost", value=b"x"), timeout=4)
+            new = c.leader(among=rest, timeout=15)
+            kv(new).Put(rpc_pb2.PutRequest(key=b"k", value=b"v2"), timeout=10)
+            for m in rest:
+                assert get(m, b"k") == b"v2"
+            # The minority: no linearizable read, no write; a serializable read is its own.
+            with pytest.raises(grpc.RpcError):
+                get(old, b"k")
+            with pytest.raises(grpc.RpcError):
+                kv(old).Put(rpc_pb2.PutRequest(key=b"k", value=b"v3"), timeout=4)
+            assert get(old, b"k", serializable=True) == b"v1"
+            proxy.heal()
+            wait_for(lambda: _reads(old, b"k") == b"v2", what="the minority to catch up")
+            # What the cut-off leader took while alone never committed anywhere.
+            for m in c.members:
+                assert get(m, b"lost") is None
+        finally:
+            c.stop()
+
+
+def _reads(m: Member, key: bytes) -> bytes | None:
+    try:
+        return get(m, key)
+    except grpc.RpcError:
+        return None
+
+
+def test_new_member_catches_up_by_snapshot(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, extra_flags=["--snapshot-count", "1000"]).start()
+    try:
+        a = c.members[0]
+        stub = kv(a)
+        value = b"v" * 100
+        for batch in range(1000):  # 100,000 keys, 100 per txn
+            ops = [
+                rpc_pb2.RequestOp(
+                    request_put=rpc_pb2.PutRequest(key=b"key/%06d" % (batch * 100 + i), value=value)
+                )
+                for i in range(100)
+            ]
+            stub.Txn(rpc_pb2.TxnRequest(success=ops), timeout=30)
+        # Enough entries past --snapshot-count that the leader's log no longer starts at 1.
+        for i in range(2500):
+            stub.Put(rpc_pb2.PutRequest(key=b"small/%d" % (i % 10), value=b"x"), timeout=10)
+        rev = stub.Range(rpc_pb2.RangeRequest(key=b"k"), timeout=10).header.revision
+        new = c.add("m3")
+        new.proc.wait_ready(timeout=120)
+        wait_for(lambda: caught_up(new, rev), timeout=60, what="the new member to catch up")
+        assert "installing snapshot" in new.proc.log_text()
+        resp = kv(new).Range(
+            rpc_pb2.RangeRequest(key=b"key/", range_end=b"key0", count_only=True), timeout=30
+        )
+        assert resp.count == 100_000
+        assert len({hash_kv(m, rev) for m in c.members}) == 1
+    finally:
+        c.stop()
