@@ -212,6 +212,7 @@ class Member:
             self.membership,
             self.driver,
             self.forward_to_leader,
+            self._active_since,
             strict_reconfig=o.strict_reconfig,
         ).methods()
         impls["etcdserverpb.Watch"] = WatchService(
@@ -427,6 +428,9 @@ class Member:
                 self._removed()
 
         driver.on_conf_change = conf_changed
+
+    def _active_since(self, mid: int) -> float | None:
+        return None if self.transport is None else self.transport.active_since(mid)
 
     def _removed(self) -> None:
         if not self.done.is_set():

@@ -42,7 +42,7 @@ from server.state import (
     ENTRY_AUTH_USER_REVOKE_ROLE,
     ServerState,
 )
-from server.storage.authdb import name_fits
+from server.storage.authdb import name_fits, perm_type
 from server.wire import field_bool, field_bytes, field_message, field_varint
 from wardpb.authpb import auth_pb2
 from wardpb.etcdserverpb import rpc_pb2
@@ -287,5 +287,5 @@ class AuthService:
 
 def _permission(p: Permission) -> bytes:
     return auth_pb2.Permission(
-        permType=int(p.perm_type), key=p.key, range_end=p.range_end
+        permType=perm_type(p), key=p.key, range_end=p.range_end
     ).SerializeToString()

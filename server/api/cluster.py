@@ -23,6 +23,8 @@ from wardpb.etcdserverpb import rpc_pb2
 MAX_LEARNERS = 1
 # A learner may be promoted once it holds this share of the leader's log (etcd's rule).
 LEARNER_READY_PERCENT = 0.9
+# How long a peer must have been connected to count for the strict reconfiguration checks.
+HEALTH_INTERVAL_S = 5.0
 
 Forward = Callable[[str, bytes], Awaitable[bytes]]
 
@@ -31,6 +33,9 @@ class RaftView(Protocol):
     """What the Cluster service needs of the driver."""
 
     leader: int
+
+    @property
+    def member_id(self) -> int: ...
 
     @property
     def is_leader(self) -> bool: ...
@@ -61,9 +66,11 @@ class ClusterService:
         membership: Membership,
         raft: RaftView,
         forward: Forward,
+        active_since: Callable[[int], float | None],
         *,
         strict_reconfig: bool = True,
     ) -> None:
+        self._active_since = active_since
         self._s = state
         self._m = membership
         self._raft = raft
@@ -106,13 +113,25 @@ class ClusterService:
             if sum(m.isLearner for m in members) >= MAX_LEARNERS:
                 raise errors.TOO_MANY_LEARNERS
         elif self._strict:
-            voters = [m.ID for m in members if not m.isLearner]
-            self._check_quorum_after(voters, len(voters) + 1)
+            voters = [m for m in members if not m.isLearner]
+            # Quorum of the new membership among members that have started (published).
+            if not _enough_started(voters, extra=1):
+                raise errors.NOT_ENOUGH_STARTED_MEMBERS
+            # And every voter connected for a while: a new voter that never starts would
+            # otherwise cost the cluster its only spare member.
+            if not all(self._active(m.ID) for m in voters):
+                raise errors.UNHEALTHY
         new = rpc_pb2.Member(
             ID=added_member_id(urls, time.time()),
             peerURLs=urls,
             isLearner=r.isLearner,
         )
+        # IDs hash the URLs and the second: re-adding a just-removed member's URLs within the
+        # same second gives its old ID back, which etcd refuses as an unknown member.
+        if self._m.is_removed(new.ID):
+            raise errors.MEMBER_NOT_FOUND
+        if any(m.ID == new.ID for m in members):
+            raise errors.MEMBER_EXIST
         kind = ConfChangeType.ADD_LEARNER_NODE if r.isLearner else ConfChangeType.ADD_NODE
         await self._raft.submit_conf_change(kind, new)
         return self._header() + field_message(2, new.SerializeToString()) + self._members(3)
@@ -127,8 +146,14 @@ class ClusterService:
         if target is None:
             raise errors.MEMBER_NOT_FOUND
         if self._strict and not target.isLearner:
-            voters = [m.ID for m in members if not m.isLearner and m.ID != r.ID]
-            self._check_quorum_after(voters, len(voters))
+            voters = [m for m in members if not m.isLearner]
+            if not _enough_started([m for m in voters if r.ID != m.ID], extra=0):
+                raise errors.NOT_ENOUGH_STARTED_MEMBERS
+            # A member that is down already may go; else the rest must keep a quorum.
+            if self._raft.member_id == r.ID or self._active(r.ID):
+                active = sum(self._active(m.ID) for m in voters)
+                if active - 1 < 1 + (len(voters) - 1) // 2:
+                    raise errors.UNHEALTHY
         await self._raft.submit_conf_change(ConfChangeType.REMOVE_NODE, target)
         return self._header() + self._members()
 
@@ -164,25 +189,21 @@ class ClusterService:
         if pr is None or own is None or pr.match < own.match * LEARNER_READY_PERCENT:
             raise errors.LEARNER_NOT_READY
         if self._strict:
-            voters = [m.ID for m in members if not m.isLearner]
-            self._check_quorum_after([*voters, r.ID], len(voters) + 1)
+            voters = [m for m in members if not m.isLearner]
+            if not _enough_started([*voters, target], extra=0):
+                raise errors.NOT_ENOUGH_STARTED_MEMBERS
         promoted = rpc_pb2.Member(ID=r.ID, peerURLs=target.peerURLs, isLearner=False)
         await self._raft.submit_conf_change(ConfChangeType.ADD_NODE, promoted)
         return self._header() + self._members()
 
     # ---- helpers ----
 
-    def _check_quorum_after(self, voters: list[int], size: int) -> None:
-        """etcd's strict reconfiguration check: refuse a change after which the members this
-        leader hears from would not make a quorum of the new voting membership."""
-        st = self._raft.status()
-        active = sum(
-            1
-            for v in voters
-            if v == st.id or ((p := st.progress.get(v)) is not None and p.recent_active)
-        )
-        if active < size // 2 + 1:
-            raise errors.NOT_ENOUGH_STARTED_MEMBERS
+    def _active(self, mid: int) -> bool:
+        """Connected to this member for the last HEALTH_INTERVAL_S (itself always is)."""
+        if mid == self._raft.member_id:
+            return True
+        since = self._active_since(mid)
+        return since is not None and since <= time.monotonic() - HEALTH_INTERVAL_S
 
     def _header(self) -> bytes:
         s = self._s
@@ -192,6 +213,16 @@ class ClusterService:
 
     def _members(self, field: int = 2) -> bytes:
         return b"".join(field_message(field, m.SerializeToString()) for m in self._m.members())
+
+
+def _enough_started(voters: list[rpc_pb2.Member], *, extra: int) -> bool:
+    """etcd's IsReadyTo…VotingMember: members that published their name (started) make a
+    quorum of the voting membership, `extra` new voters included."""
+    n = len(voters) + extra
+    started = sum(1 for m in voters if m.name)
+    if extra and started == 1 and n == 2:
+        return True  # a single member may always add a second one
+    return started >= n // 2 + 1
 
 
 def _check_urls(urls: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from server.errors import EtcdError, grpc_too_large
-from server.tls.guard import cert_common_name
+from server.tls.guard import before_refusing_a_stream, cert_common_name
 from wardpb.etcdserverpb import rpc_pb2
 from wardpb.v3electionpb import v3election_pb2
 from wardpb.v3lockpb import v3lock_pb2
@@ -143,6 +143,7 @@ def _bidi(fn: BidiStream, guard: Guard | None) -> grpc.RpcMethodHandler:
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         if guard is not None and (refused := guard(context)) is not None:
+            await before_refusing_a_stream(requests)
             await _abort(context, refused)
         try:
             async for chunk in fn(requests, call_info(context)):

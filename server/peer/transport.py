@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -189,6 +190,7 @@ class _Peer:
 
     __slots__ = (
         "active",
+        "active_since",
         "channel",
         "channel_url",
         "down",
@@ -215,6 +217,8 @@ class _Peer:
         self.down = False
         # For logging transitions only, not every retry: stream up, queue full, last failure.
         self.active = False
+        # When the message stream last came up, while it stays up (etcd's ActiveSince).
+        self.active_since: float | None = None
         self.dropping = False
         self.last_error = ""
 
@@ -423,6 +427,12 @@ class PeerTransport:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def active_since(self, member: int) -> float | None:
+        """Since when (``time.monotonic()``) the stream to ``member`` has been up; None while it
+        is down. The strict reconfiguration checks ask this, as etcd asks its transport."""
+        peer = self._peers.get(member)
+        return None if peer is None else peer.active_since
+
     def stats(self) -> dict[int, PeerStats]:
         """Traffic counters by peer member ID (live objects: read, do not keep)."""
         return self._stats
@@ -546,6 +556,7 @@ class PeerTransport:
                 self._signal_removed()
             error = f"{code.name}: {details}"
             fields = {"peer-id": f"{peer.id:x}", "error": error}
+            peer.active_since = None
             if peer.active:
                 peer.active = False
                 log.warning("peer became inactive (message send to peer failed)", extra=fields)
@@ -588,6 +599,8 @@ class PeerTransport:
         call = channel.stream_unary(RAFT_METHOD)()
         call.add_done_callback(lambda _: peer.wake.set())
         peer.down = False
+        if peer.active_since is None:
+            peer.active_since = time.monotonic()
         if not peer.active:
             peer.active = True
             peer.last_error = ""

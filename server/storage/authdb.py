@@ -25,7 +25,7 @@ import contextlib
 import struct
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import lmdb
 
@@ -75,11 +75,16 @@ def decode_user(raw: bytes) -> User:
     )
 
 
+def perm_type(p: Permission) -> auth_pb2.Permission.Type:
+    """The wire value of a permission's type (the auth core's enum uses the wire values)."""
+    return cast("auth_pb2.Permission.Type", int(p.perm_type))
+
+
 def encode_role(role: Role) -> bytes:
     return auth_pb2.Role(
         name=role.name.encode(),
         keyPermission=[
-            auth_pb2.Permission(permType=int(p.perm_type), key=p.key, range_end=p.range_end)
+            auth_pb2.Permission(permType=perm_type(p), key=p.key, range_end=p.range_end)
             for p in role.permissions
         ],
     ).SerializeToString()
@@ -150,8 +155,8 @@ class LmdbAuthBackend:
             raw: bytes | None = txn.get(key, db=self._b.auth)
             return raw
         with self._b.read() as own:
-            raw = own.get(key, db=self._b.auth)
-            return raw
+            # The environment hands out bytes (Backend reads never ask for buffers).
+            return own.get(key, db=self._b.auth)  # type: ignore[return-value]
 
     def _put(self, key: bytes, value: bytes) -> None:
         self._write_txn().put(key, value, db=self._b.auth)
@@ -165,9 +170,9 @@ class LmdbAuthBackend:
             cur = txn.cursor(db=self._b.auth)
             if cur.set_range(prefix):
                 for k, v in cur.iternext():
-                    if not k.startswith(prefix):
+                    if not bytes(k).startswith(prefix):
                         break
-                    out.append(v)
+                    out.append(bytes(v))
         return out
 
     # --- auth.AuthBackend ---

@@ -37,7 +37,13 @@ from server.tls.guard import (
     guarded_handler,
     set_cert_identity,
 )
-from server.tls.peer import peer_channel_credentials, peer_guard, peer_server_credentials
+from server.tls.peer import (
+    PeerTLS,
+    peer_channel_credentials,
+    peer_guard,
+    peer_server_credentials,
+    peer_tls,
+)
 from server.tls.serving import ClientListeners, use_cipher_suites
 from server.tls.settings import (
     CIPHER_SUITES_VARIABLE,
@@ -61,6 +67,7 @@ __all__ = [
     "ListenerTLS",
     "ManagedCerts",
     "PeerCertificate",
+    "PeerTLS",
     "RevocationList",
     "TLSSetupError",
     "admin_client_files",
@@ -75,6 +82,7 @@ __all__ = [
     "peer_guard",
     "peer_listener_tls",
     "peer_server_credentials",
+    "peer_tls",
     "pki_directory",
     "prepare",
     "server_credentials",

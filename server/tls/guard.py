@@ -16,6 +16,8 @@ open too; a stream already open runs to its end.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -166,6 +168,7 @@ class CertGuard:
         self._tls13_only = tls.min_version == "TLS1.3"
         self._allowlists = bool(tls.allowed_cns or tls.allowed_hostnames)
         self._verdicts: dict[bytes, EtcdError | None] = {}
+        self._old_version_peers: set[str] = set()
         self._next_poll = clock() + CRL_POLL_SECONDS
         if tls.crl_file:
             self._crl = self._read_crl(strict=not tls.crl_optional) or self._crl
@@ -289,10 +292,15 @@ class CertGuard:
         return EtcdError(_REFUSED, f"ward: {self._tls.label} {reason}")
 
     def _refuse_version(self, version: str, context: Any) -> EtcdError:
-        log.warning(
-            f"refused a {self._tls.label} connection over {version}: --tls-min-version=TLS1.3",
-            extra={"remote": context.peer(), "pid": os.getpid()},
-        )
+        remote = context.peer()
+        if remote not in self._old_version_peers:  # once per connection, not per call
+            if len(self._old_version_peers) >= _MAX_VERDICTS:
+                self._old_version_peers.clear()
+            self._old_version_peers.add(remote)
+            what = f"refused a {self._tls.label} connection over {version}"
+            log.warning(
+                f"{what}: --tls-min-version=TLS1.3", extra={"remote": remote, "pid": os.getpid()}
+            )
         return EtcdError(
             _REFUSED, f"ward: {version} is below this server's minimum TLS version (TLS 1.3)"
         )
@@ -316,14 +324,30 @@ class CertGuardInterceptor(grpc.aio.ServerInterceptor):
         return guarded_handler(handler, self._guard)
 
 
+FIRST_REQUEST_WAIT_SECONDS = 1.0
+
+
+async def before_refusing_a_stream(requests: Any) -> None:
+    """Let a client-streaming call's first request arrive before it is aborted.
+
+    grpc.aio answers "INTERNAL: Internal error from Core" instead of the abort's status about
+    one time in ten when a call that streams requests is aborted before any was read; clients
+    must see why they were refused. Waits ``FIRST_REQUEST_WAIT_SECONDS`` at most.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(anext(aiter(requests)), FIRST_REQUEST_WAIT_SECONDS)
+
+
 def guarded_handler(handler: grpc.RpcMethodHandler, guard: CertGuard) -> grpc.RpcMethodHandler:
     """``handler`` with ``guard.check`` run first (a refusal aborts the call)."""
     ser, de = handler.response_serializer, handler.request_deserializer
 
-    async def refuse(context: Any) -> bool:
+    async def refuse(context: Any, requests: Any = None) -> bool:
         err = guard.check(context)
         if err is None:
             return False
+        if requests is not None:
+            await before_refusing_a_stream(requests)
         await context.abort(err.code, err.message)
         return True
 
@@ -355,7 +379,7 @@ def guarded_handler(handler: grpc.RpcMethodHandler, guard: CertGuard) -> grpc.Rp
         fn = handler.stream_unary
 
         async def stream_unary(requests: Any, context: Any) -> Any:
-            if not await refuse(context):
+            if not await refuse(context, requests):
                 return await run(fn, requests, context)
             return None
 
@@ -372,7 +396,7 @@ def guarded_handler(handler: grpc.RpcMethodHandler, guard: CertGuard) -> grpc.Rp
     fn = handler.stream_stream
 
     async def stream_stream(requests: Any, context: Any) -> Any:
-        if not await refuse(context):
+        if not await refuse(context, requests):
             async for item in stream(fn, requests, context):
                 yield item
 

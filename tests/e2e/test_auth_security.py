@@ -29,6 +29,7 @@ from tests.e2e.auth_client import Client, authenticate, status_of
 from tests.e2e.ward_process import WardProcess, etcdctl, start_ward
 from wardpb.authpb import auth_pb2
 from wardpb.etcdserverpb import rpc_pb2
+from wardpb.v3electionpb import v3election_pb2, v3election_pb2_grpc
 from wardpb.v3lockpb import v3lock_pb2
 
 DENIED = (grpc.StatusCode.PERMISSION_DENIED, "etcdserver: permission denied")
@@ -489,7 +490,7 @@ def test_security7_checks_hold_while_the_space_alarm_is_raised(member: Member) -
 # --- lock and election run as the caller ---
 
 
-def test_lock_runs_as_its_caller(member: Member) -> None:
+def test_lock_and_election_run_as_their_caller(member: Member) -> None:
     with member.client("alice") as c:
         lease = c.call(c.lease.LeaseGrant, rpc_pb2.LeaseGrantRequest(TTL=60)).ID  # type: ignore[attr-defined]
         got = c.call(c.lock.Lock, v3lock_pb2.LockRequest(name=b"a/lock", lease=lease))
@@ -497,6 +498,16 @@ def test_lock_runs_as_its_caller(member: Member) -> None:
         refused = c.refused(c.lock.Lock, v3lock_pb2.LockRequest(name=b"secret-lock", lease=lease))
         assert refused[1] == "etcdserver: permission denied"
         c.call(c.lock.Unlock, v3lock_pb2.UnlockRequest(key=got.key))  # type: ignore[attr-defined]
+        election = v3election_pb2_grpc.ElectionStub(c.channel)
+        campaign = v3election_pb2.CampaignRequest(name=b"a/election", lease=lease, value=b"me")
+        won = c.call(election.Campaign, campaign)
+        assert won.leader.key.startswith(b"a/election/")  # type: ignore[attr-defined]
+        leader = c.call(election.Leader, v3election_pb2.LeaderRequest(name=b"a/election"))
+        assert leader.kv.value == b"me"  # type: ignore[attr-defined]
+        foreign = v3election_pb2.CampaignRequest(name=b"secret-election", lease=lease, value=b"x")
+        assert c.refused(election.Campaign, foreign)[1] == "etcdserver: permission denied"
+        observe = v3election_pb2.LeaderRequest(name=b"secret-election")
+        assert c.refused(election.Leader, observe)[1] == "etcdserver: permission denied"
 
 
 # --- secrets ---

@@ -482,3 +482,75 @@ def test_an_operators_crl_that_goes_missing_keeps_its_revocations(
     crl.unlink()
     guard.poll()
     assert guard.revoked_count == 1
+
+
+def test_the_interceptor_guards_streaming_methods_too(store: PKIStore, tmp_path: Path) -> None:
+    store.revoke(name="m2")
+
+    def member(name: str) -> Config:
+        return cfg(
+            tmp_path,
+            *PEER_HTTPS,
+            f"--peer-cert-file={store.cert_path(name)}",
+            f"--peer-key-file={store.key_path(name)}",
+            f"--peer-trusted-ca-file={store.ca_cert_path}",
+            f"--peer-crl-file={store.crl_path}",
+        )
+
+    guard = peer_guard(member("m1"))
+    assert guard is not None
+
+    async def collect(requests: Any, context: grpc.aio.ServicerContext) -> bytes:
+        return b"".join([r async for r in requests])
+
+    async def repeat(request: bytes, context: grpc.aio.ServicerContext) -> Any:
+        for _ in range(2):
+            yield request
+
+    async def echo(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async for r in requests:
+            yield r
+
+    async def run(dialer: str) -> list[grpc.StatusCode]:
+        server = grpc.aio.server(interceptors=[CertGuardInterceptor(guard)])
+        methods = {
+            "Collect": grpc.stream_unary_rpc_method_handler(collect),
+            "Repeat": grpc.unary_stream_rpc_method_handler(repeat),
+            "Echo": grpc.stream_stream_rpc_method_handler(echo),
+        }
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.S", methods)])
+        server_creds = peer_server_credentials(member("m1"))
+        assert server_creds is not None
+        port = server.add_secure_port("127.0.0.1:0", server_creds)
+        await server.start()
+        creds = peer_channel_credentials(member(dialer))
+        assert creds is not None
+        codes = []
+        try:
+            async with grpc.aio.secure_channel(f"localhost:{port}", creds) as channel:
+
+                async def two() -> Any:
+                    for chunk in (b"a", b"b"):
+                        yield chunk
+
+                calls = [
+                    lambda: channel.stream_unary("/t.S/Collect")(two(), timeout=10),
+                    lambda: _drain(channel.unary_stream("/t.S/Repeat")(b"x", timeout=10)),
+                    lambda: _drain(channel.stream_stream("/t.S/Echo")(two(), timeout=10)),
+                ]
+                for call in calls:
+                    try:
+                        await call()
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.aio.AioRpcError as err:
+                        codes.append(err.code())
+        finally:
+            await server.stop(0)
+        return codes
+
+    assert asyncio.run(run("m1")) == [grpc.StatusCode.OK] * 3
+    assert asyncio.run(run("m2")) == [grpc.StatusCode.UNAUTHENTICATED] * 3
+
+
+async def _drain(call: Any) -> list[Any]:
+    return [item async for item in call]
