@@ -135,7 +135,9 @@ def _kill_leader_under_load(c: Cluster) -> None:
     kv(new).Put(rpc_pb2.PutRequest(key=b"after-failover", value=b"1"), timeout=10)
     elapsed = time.monotonic() - killed_at
     assert new is not old
-    assert elapsed < 3 * ELECTION_MS / 1000 + 1.0, f"failover took {elapsed:.2f} s"
+    print(f"failover: a new leader served a write {elapsed:.2f} s after the kill")
+    # The bar is 3x the election timeout, the measurement itself (etcdctl polling) included.
+    assert elapsed < 3 * ELECTION_MS / 1000, f"failover took {elapsed:.2f} s"
     time.sleep(1.0)
     stop.set()
     for t in threads:
