@@ -119,6 +119,7 @@ class Driver:
         )
         self._pending: list[bytes] = []
         self._pending_ids: list[int] = []
+        self._held_since: float | None = None  # since when proposals wait for a leader
         # Proposals handed to a leader (this member, or the one they were forwarded to) and not
         # yet applied here: when leadership moves elsewhere, their outcome is unknown.
         self._sent_to: dict[int, int] = {}
@@ -433,9 +434,9 @@ class Driver:
                         ]
                     )
                 else:
-                    # No leader yet: try again on the next tick; requests time out meanwhile.
-                    self._pending[:0] = batch
-                    self._pending_ids[:0] = ids
+                    self._hold_leaderless(batch, ids)
+        if not self._pending:
+            self._held_since = None
         while self._pending_conf:
             cc, rid = self._pending_conf.pop(0)
             try:
@@ -453,6 +454,23 @@ class Driver:
                 self._pending_reads = [f for f in self._pending_reads if not f.done()]
             else:
                 self._reads[ctx], self._pending_reads = self._pending_reads, []
+
+    def _hold_leaderless(self, batch: list[bytes], ids: list[int]) -> None:
+        """No leader: hold the proposals for an election timeout (one is likely under way),
+        then refuse them with "no leader". Refused, they were handed to no leader, so the
+        client knows they never apply; held longer, they could apply long after it gave up."""
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        if now - self._held_since < self._opts.election_ticks * self._opts.tick_ms / 1000:
+            self._pending[:0] = batch
+            self._pending_ids[:0] = ids
+            return
+        self._held_since = None
+        for rid in ids:
+            fut = self._waiters.pop(rid, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(errors.NO_LEADER)
 
     def _serve_reads(self, rd: Ready) -> None:
         for rs in rd.read_states:
@@ -502,6 +520,12 @@ class Driver:
         clients now (etcd's "possibly due to previous leader failure") rather than after the
         request timeout; they may still apply, as with any timeout."""
         lead = self.leader
+        # Read requests the old leader was to confirm: etcd answers them "leader changed".
+        for futs in self._reads.values():
+            for f in futs:
+                if not f.done():
+                    f.set_exception(errors.LEADER_CHANGED)
+        self._reads.clear()
         orphans = [rid for rid, to in self._sent_to.items() if to != lead]
         for rid in orphans:
             del self._sent_to[rid]

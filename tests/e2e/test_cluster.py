@@ -240,9 +240,10 @@ def test_cut_off_minority_serves_nothing_then_catches_up(tmp_path: Path) -> None
             assert get(old, b"k", serializable=True) == b"v1"
             proxy.heal()
             wait_for(lambda: _reads(old, b"k") == b"v2", what="the minority to catch up")
-            # What the cut-off leader took while alone never committed anywhere.
+            # What the cut-off member took while alone never committed anywhere.
             for m in c.members:
                 assert get(m, b"lost") is None
+                assert get(m, b"k") == b"v2"
         finally:
             c.stop()
 
