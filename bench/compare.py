@@ -28,6 +28,7 @@ class ServerOptions:
     data_root: str | None = None
     tls: bool = False  # mutual TLS with a fresh CA, the same for both servers
     auth: bool = False  # auth on, JWT tokens (see bench.credentials.enable_auth)
+    members: int = 1  # cluster members of each kind; clients spread over all of them
 
 
 @dataclass
@@ -86,14 +87,16 @@ def run_compare(
                 data_root=options.data_root,
                 tls=options.tls,
                 jwt=options.auth,
+                members=options.members,
             ) as server:
-                target = Target((server.endpoint,), server.tls)
+                target = Target(server.endpoints, server.tls)
                 login = user or (DEFAULT_USER if options.auth else None)
                 if options.auth and login:
                     enable_auth(target, *login)
                 if login:
                     target = replace(target, token=fetch_token(target, *login), credentials=login)
-                result = run_workload(config, target, server=kind, server_pid=server.pid)
+                result = run_workload(config, target, server=kind, server_pid=server.pids)
+                result.config["members"] = server.members
             comparison.runs[kind].append(result)
             if progress:
                 progress(kind, round_index, result)

@@ -80,6 +80,13 @@ def _server_options() -> argparse.ArgumentParser:
         help="started servers get auth on with JWT tokens; requests run as --user (default"
         " bench:bench-password), who may read and write every bench key",
     )
+    g.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="started servers are clusters of this many members on loopback (default 1);"
+        " connections spread over every member's client endpoint",
+    )
     g.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return p
 
@@ -164,14 +171,17 @@ def _run_one(args: argparse.Namespace, config: WorkloadConfig) -> RunResult:
             data_root=args.data_root,
             tls=args.tls,
             jwt=args.auth,
+            members=args.members,
         ) as server:
-            target = Target((server.endpoint,), server.tls)
+            target = Target(server.endpoints, server.tls)
             user = user or (DEFAULT_USER if args.auth else None)
             if args.auth and user:
                 enable_auth(target, *user)
             if user:
                 target = replace(target, token=fetch_token(target, *user), credentials=user)
-            return run_workload(config, target, server=args.start, server_pid=server.pid)
+            result = run_workload(config, target, server=args.start, server_pid=server.pids)
+            result.config["members"] = server.members
+            return result
     tls = None
     if args.cacert or args.cert or args.key:
         tls = TlsFiles(args.cacert, args.cert, args.key)
@@ -196,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         config = config_from_args(args)
+        if args.members < 1:
+            raise ConfigError("--members must be at least 1")
         if args.command == "compare":
             if args.runs < 1:
                 raise ConfigError("--runs must be at least 1")
@@ -207,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 data_root=args.data_root,
                 tls=args.tls,
                 auth=args.auth,
+                members=args.members,
             )
             user = parse_user(args.user) if args.user else None
             comparison = run_compare(

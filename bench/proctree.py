@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 _PROC = Path("/proc")
@@ -48,11 +49,17 @@ def _children_by_scan(pid: int) -> list[int]:
     return found
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (empty if ``pid`` is gone)."""
-    if not (_PROC / str(pid)).exists():
-        return []
-    tree, pending, seen = [], [pid], set()
+Pids = int | Sequence[int]
+"""One server's root process, or the roots of several (the members of a cluster)."""
+
+
+def process_tree(pid: Pids) -> list[int]:
+    """``pid`` and all its descendants (empty if ``pid`` is gone); with several roots, every
+    root's tree (the members of a cluster, each in its own process group)."""
+    roots = [pid] if isinstance(pid, int) else list(pid)
+    tree: list[int] = []
+    pending = [p for p in roots if (_PROC / str(p)).exists()]
+    seen: set[int] = set()
     while pending:
         current = pending.pop()
         if current in seen:
@@ -72,6 +79,6 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / _TICKS
 
 
-def tree_cpu_seconds(pid: int) -> float:
+def tree_cpu_seconds(pid: Pids) -> float:
     """CPU time used so far by ``pid`` and its live descendants (and the children they reaped)."""
     return sum(cpu_seconds(p) for p in process_tree(pid))

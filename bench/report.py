@@ -68,6 +68,8 @@ def describe(config: dict[str, Any]) -> str:
         parts.append(f"{config['clients']} clients")
     parts.append(f"{config['conns']} conns")
     parts.append(f"val {config['val_size']} B")
+    if config.get("members", 1) > 1:
+        parts.append(f"{config['members']} members each")
     return ", ".join(parts)
 
 

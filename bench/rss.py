@@ -11,7 +11,7 @@ import os
 import threading
 from pathlib import Path
 
-from bench.proctree import process_tree
+from bench.proctree import Pids, process_tree
 
 _PROC = Path("/proc")
 
@@ -28,12 +28,12 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """Sum of VmRSS over ``pid`` and its descendants."""
+def tree_rss_bytes(pid: Pids) -> int:
+    """Sum of VmRSS over ``pid`` and its descendants (over every root's tree, given several)."""
     return sum(rss_bytes(p) for p in process_tree(pid))
 
 
-def tree_pss_bytes(pid: int) -> int:
+def tree_pss_bytes(pid: Pids) -> int:
     """Sum of Pss over the tree (shared pages split between sharers); 0 if unreadable.
 
     Costlier than VmRSS (the kernel walks every mapping), so it is read once, after a run.
@@ -57,14 +57,15 @@ class RssSampler:
     Use as a context manager around the measured window; ``peak`` is valid afterwards.
     """
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+    def __init__(self, pid: Pids, interval: float = 0.1) -> None:
         self.pid = pid
         self.interval = interval
         self.peak = 0
         self.last = 0
         self.samples = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
+        name = f"rss-{pid if isinstance(pid, int) else pid[0]}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _sample(self) -> None:
         value = tree_rss_bytes(self.pid)

@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import worker
 from bench.config import ProcPlan, Target, WorkloadConfig, make_plans
-from bench.proctree import tree_cpu_seconds
+from bench.proctree import Pids, tree_cpu_seconds
 from bench.rss import RssSampler, tree_pss_bytes, tree_rss_bytes
 from bench.stats import LatencySummary
 
@@ -90,7 +90,7 @@ def run_workload(
     target: Target,
     *,
     server: str = "external",
-    server_pid: int | None = None,
+    server_pid: Pids | None = None,
 ) -> RunResult:
     """Run ``config`` against ``target``; a ``range`` run first loads the keys it reads (unless
     ``config.preload_keys`` is off, for a server that already holds them)."""
@@ -143,7 +143,7 @@ def _collect(conns: list[Connection], expected: str, timeout: float) -> list[Any
 
 
 def _run_phase(
-    config: WorkloadConfig, target: Target, server: str, server_pid: int | None
+    config: WorkloadConfig, target: Target, server: str, server_pid: Pids | None
 ) -> RunResult:
     plans = make_plans(config, target)
     rss_before = tree_rss_bytes(server_pid) if server_pid else None
@@ -191,7 +191,7 @@ def _warmup(config: WorkloadConfig) -> float:
     return 0.0 if config.workload in ("load", "watch", "watch-idle") else config.warmup
 
 
-def _server_cpu_at(server_pid: int | None, wall: float) -> float:
+def _server_cpu_at(server_pid: Pids | None, wall: float) -> float:
     """The server tree's CPU seconds read at ``wall`` (the start of measurement)."""
     if not server_pid:
         return 0.0

@@ -45,7 +45,7 @@ class ServerStartError(RuntimeError):
 
 @dataclass(frozen=True)
 class StartedServer:
-    """A server started by the bench."""
+    """A server started by the bench: one member, or every member of a cluster."""
 
     kind: str
     endpoint: str
@@ -53,11 +53,19 @@ class StartedServer:
     data_dir: Path
     log_path: Path
     tls: TlsFiles | None = None
+    # Every member's client endpoint and root PID (``endpoint``/``pid`` are the first member's).
+    endpoints: tuple[str, ...] = ()
+    pids: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
-        """The client URL."""
+        """The client URL (of the first member)."""
         return f"{'https' if self.tls else 'http'}://{self.endpoint}"
+
+    @property
+    def members(self) -> int:
+        """How many members serve."""
+        return max(1, len(self.pids))
 
 
 def free_port() -> int:
@@ -117,21 +125,42 @@ def jwt_flags(directory: Path) -> list[str]:
 
 
 def etcd_flags(
-    name: str, data_dir: Path, client_port: int, peer_port: int, *, tls: bool = False
+    name: str,
+    data_dir: Path,
+    client_port: int,
+    peer_port: int,
+    *,
+    tls: bool = False,
+    initial_cluster: str | None = None,
 ) -> list[str]:
-    """One-member etcd flags on loopback ports (Ward accepts the same); ``tls``: https."""
+    """etcd flags for one member on loopback ports (Ward accepts the same); ``tls``: https
+    clients. ``initial_cluster`` (``name=peer-url,...``) makes it a member of a new cluster;
+    without it, the only member of its own."""
     client = f"{'https' if tls else 'http'}://{_HOST}:{client_port}"
     peer = f"http://{_HOST}:{peer_port}"
-    return [
+    flags = [
         "--name", name,
         "--data-dir", str(data_dir),
         "--listen-client-urls", client,
         "--advertise-client-urls", client,
         "--listen-peer-urls", peer,
         "--initial-advertise-peer-urls", peer,
-        "--initial-cluster", f"{name}={peer}",
+        "--initial-cluster", initial_cluster or f"{name}={peer}",
         "--quota-backend-bytes", str(QUOTA_BACKEND_BYTES),
     ]  # fmt: skip
+    if initial_cluster:
+        flags += ["--initial-cluster-state", "new", "--initial-cluster-token", "ward-bench"]
+    return flags
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _checkout_env() -> dict[str, str]:
@@ -204,15 +233,25 @@ def wait_ready(
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM the process group, wait ``grace`` for the leader, then SIGKILL whatever is left."""
-    pgid = proc.pid  # start_new_session made the server the leader of its own group
-    with suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    # Stragglers (a worker that outlived the leader) go too.
-    with suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    proc.wait()
+    stop_groups([proc], grace)
+
+
+def stop_groups(procs: Sequence[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """``stop_group`` for several servers at once (the members of a cluster): all are told to
+    stop together, so none waits out an election while the others are still going down."""
+    for proc in procs:
+        # start_new_session made each server the leader of its own group
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        # Stragglers (a worker that outlived the leader) go too.
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _log_tail(path: Path, lines: int = 30) -> str:
@@ -220,6 +259,23 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+@dataclass
+class _Member:
+    name: str
+    root: Path
+    client_port: int
+    peer_port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{_HOST}:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://{_HOST}:{self.peer_port}"
 
 
 @contextmanager
@@ -233,49 +289,83 @@ def started_server(
     ready_timeout: float = 60.0,
     tls: bool = False,
     jwt: bool = False,
+    members: int = 1,
 ) -> Iterator[StartedServer]:
     """Start a fresh server of ``kind`` in a temporary data dir; stop it and remove the dir after.
 
+    ``members`` > 1 starts a new cluster of that many members on loopback (each in its own data
+    dir and process group, with the same flags for etcd and Ward) and waits until every member
+    answers a linearizable Range (a leader is elected).
     With ``tls`` the server serves mutual TLS with a fresh CA's certificates (the same flags for
-    etcd and Ward), and ``StartedServer.tls`` holds what clients present.
+    etcd and Ward; peers talk plain http), and ``StartedServer.tls`` holds what clients present.
     Raises ServerStartError (with the tail of the server's log) if it does not come up.
     """
+    if members < 1:
+        raise ValueError("members must be at least 1")
     command, env = server_command(kind, ward_cmd=ward_cmd, etcd_bin=etcd_bin)
     root = Path(tempfile.mkdtemp(prefix=f"ward-bench-{kind}-", dir=data_root))
-    data_dir, log_path = root / "data", root / "server.log"
-    client_port, peer_port = free_port(), free_port()
-    while peer_port == client_port:
-        peer_port = free_port()
+    ports = free_ports(2 * members)
+    if members == 1:
+        group = [_Member("bench", root, ports[0], ports[1])]
+    else:
+        group = [
+            _Member(f"m{i}", root / f"m{i}", ports[2 * i], ports[2 * i + 1]) for i in range(members)
+        ]
+    initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in group) if members > 1 else None
     files = make_pki(root / "pki") if tls else None
-    argv = [*command, *etcd_flags("bench", data_dir, client_port, peer_port, tls=tls)]
-    if tls:
-        argv += tls_flags(root / "pki")
-    if jwt and kind == "etcd":
-        # Ward signs JWTs by default (with a key of its own); etcd needs a key pair given.
-        argv += jwt_flags(root / "jwt")
-    argv += extra_args
-    proc: subprocess.Popen[bytes] | None = None
+    # Ward signs JWTs by default (with a key of its own); etcd needs a key pair given, the same
+    # to every member of a cluster (each verifies the tokens the others sign).
+    common = jwt_flags(root / "jwt") if jwt and kind == "etcd" else []
+    argvs = []
     try:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=root,
-                start_new_session=True,
-            )
-        endpoint = f"{_HOST}:{client_port}"
-        try:
-            wait_ready(endpoint, proc, ready_timeout, files)
-        except ServerStartError as err:
-            raise ServerStartError(
-                f"{kind} did not start ({err}); command: {shlex.join(argv)}\n"
-                f"--- last lines of {log_path} ---\n{_log_tail(log_path)}"
-            ) from None
-        yield StartedServer(kind, endpoint, proc.pid, data_dir, log_path, files)
+        for m in group:
+            m.root.mkdir(parents=True, exist_ok=True)
+            argv = [
+                *command,
+                *etcd_flags(
+                    m.name,
+                    m.root / "data",
+                    m.client_port,
+                    m.peer_port,
+                    tls=tls,
+                    initial_cluster=initial_cluster,
+                ),
+            ]
+            if tls:
+                argv += tls_flags(root / "pki")
+            argv += [*common, *extra_args]
+            argvs.append(argv)
+            with open(m.root / "server.log", "wb") as log:
+                m.proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=m.root,
+                    start_new_session=True,
+                )
+        for m, argv in zip(group, argvs, strict=True):
+            try:
+                wait_ready(m.endpoint, m.proc, ready_timeout, files)
+            except ServerStartError as err:
+                log_path = m.root / "server.log"
+                raise ServerStartError(
+                    f"{kind} {m.name} did not start ({err}); command: {shlex.join(argv)}\n"
+                    f"--- last lines of {log_path} ---\n{_log_tail(log_path)}"
+                ) from None
+        first = group[0]
+        assert first.proc is not None
+        yield StartedServer(
+            kind,
+            first.endpoint,
+            first.proc.pid,
+            first.root / "data",
+            first.root / "server.log",
+            files,
+            endpoints=tuple(m.endpoint for m in group),
+            pids=tuple(m.proc.pid for m in group if m.proc is not None),
+        )
     finally:
-        if proc is not None:
-            stop_group(proc)
+        stop_groups([m.proc for m in group if m.proc is not None])
         shutil.rmtree(root, ignore_errors=True)

@@ -30,6 +30,7 @@ from auth import errors as auth_errors
 from auth.errors import AuthError
 from auth.model import FROM_KEY, TokenInfo
 from auth.store import AuthStore
+from auth.tenants import Tenant
 from server.errors import EtcdError, from_auth
 from server.storage.authdb import LmdbAuthBackend
 from server.wire import field_bytes, field_varint
@@ -95,6 +96,12 @@ class Access:
         # Set in workers under `simple` tokens, which only the core process knows.
         self._remote = remote
         self._remote_cache: dict[bytes, tuple[TokenInfo | None, float]] = {}
+        # user -> (belongs to a tenant, that tenant if it still exists), at one auth revision:
+        # every change of a tenant or of who belongs to one bumps the revision.
+        self._tenants: dict[str, tuple[bool, Tenant | None]] = {}
+        self._tenants_rev = -1
+        # Set where the member writes an audit log (server.audit): denied requests go there.
+        self.audit: Callable[..., None] | None = None
 
     def __repr__(self) -> str:
         return f"Access({self.store!r})"
@@ -107,6 +114,51 @@ class Access:
         """The tables were replaced under this process (snapshot install): drop every cache."""
         self.store.reload()
         self._remote_cache.clear()
+        self._tenants.clear()
+        self._tenants_rev = -1
+
+    def tenant_of(self, username: str, revision: int) -> tuple[bool, Tenant | None]:
+        """(whether `username` belongs to a tenant, the tenant if it still exists), read
+        through the transaction bound to `db` (or a short one of its own) and cached for
+        `revision`: the current one for checks, the caller's for the namespacing layer."""
+        if revision != self._tenants_rev:
+            self._tenants = {}
+            self._tenants_rev = revision
+        found = self._tenants.get(username)
+        if found is None:
+            name = self.db.user_tenant(username)
+            found = (False, None) if name is None else (True, self.db.get_tenant(name))
+            if len(self._tenants) >= _REMOTE_CACHE_MAX:
+                self._tenants.clear()
+            self._tenants[username] = found
+        return found
+
+    async def caller_tenant(
+        self, call: CallInfo, *, remember: bool = False
+    ) -> tuple[TokenInfo | None, Tenant | None]:
+        """The caller and its tenant, for the namespacing layer (server.tenancy). A caller that
+        belongs to a tenant that no longer exists is refused outright. `remember` keeps the
+        identity on `call` for its handler (unary calls only).
+
+        Looked up at the caller's own auth revision, without a transaction of its own: if the
+        tables moved since, the request is refused where it is checked ("revision of auth store
+        is old"), so an outdated answer can map a request but never let it through.
+        """
+        try:
+            info = await self.identify(call)
+        except EtcdError:
+            # Not for this layer to refuse: the handler identifies the caller again and refuses
+            # in its own order (a malformed request before a bad token, as before tenants).
+            return None, None
+        if remember:
+            # One unary call: its handler asks again who the caller is; answer from this.
+            call.identity = (info,)
+        if info is None:
+            return None, None
+        mapped, tenant = self.tenant_of(info.username, info.revision)
+        if mapped and tenant is None:
+            raise from_auth(auth_errors.PermissionDenied())
+        return info, tenant
 
     # --- identity ---
 
@@ -116,6 +168,9 @@ class Access:
         Raises etcd's "invalid auth token" (Unauthenticated) for a token that is forged,
         expired or unknown while auth is on.
         """
+        resolved = call.identity
+        if resolved is not None:
+            return resolved[0]  # type: ignore[return-value]
         token = call.token
         if token:
             if self._remote is not None:
@@ -187,7 +242,17 @@ class Checker:
     `EtcdError` with etcd's code and message when it fails.
     """
 
-    __slots__ = ("_access", "_info", "_previous", "_store", "_txn", "enabled", "revision")
+    __slots__ = (
+        "_access",
+        "_info",
+        "_previous",
+        "_quiet",
+        "_store",
+        "_tenant",
+        "_txn",
+        "enabled",
+        "revision",
+    )
 
     def __init__(self, access: Access, txn: lmdb.Transaction, info: TokenInfo | None) -> None:
         self._access = access
@@ -195,6 +260,9 @@ class Checker:
         self._txn = txn
         self._info = info
         self._previous: lmdb.Transaction | None = None
+        self._tenant: tuple[bool, Tenant | None] | None = None
+        # Set while probing (can_read, is_admin): a probe that fails is no denied request.
+        self._quiet = False
         self.enabled = False
         self.revision = 0
 
@@ -230,16 +298,59 @@ class Checker:
 
     def _permission(self, key: bytes, range_end: bytes, *, write: bool) -> None:
         try:
+            mapped, tenant = self.tenant()
+            # A tenant user never reaches outside its tenant, whatever its roles grant (root
+            # may have granted a tenant role more): the namespacing layer maps every key it
+            # sends inside, and this check holds where requests are checked and applied.
+            if mapped and (tenant is None or not tenant.namespace.contains(key, range_end)):
+                raise auth_errors.PermissionDenied()
             self._store.check_permission(self._info, key, range_end, write=write)
         except AuthError as e:
+            self._denied("write" if write else "read", key, range_end, e)
             raise from_auth(e) from None
+
+    def tenant(self) -> tuple[bool, Tenant | None]:
+        """(whether the caller belongs to a tenant, that tenant if it still exists)."""
+        if self._tenant is None:
+            info = self._info
+            if not self.enabled or info is None or not info.username:
+                self._tenant = (False, None)
+            else:
+                self._tenant = self._access.tenant_of(info.username, self.revision)
+        return self._tenant
+
+    def tenant_admin(self) -> Tenant | None:
+        """The tenant the caller administers (delegated), or None."""
+        mapped, tenant = self.tenant()
+        info = self._info
+        # The user -> tenant mapping goes with the user, so a deleted admin administers nothing.
+        if mapped and tenant is not None and info is not None and info.username in tenant.admins:
+            return tenant
+        return None
+
+    def _denied(self, action: str, key: bytes, range_end: bytes, e: AuthError) -> None:
+        audit = self._access.audit
+        if audit is not None and not self._quiet and isinstance(e, auth_errors.PermissionDenied):
+            info = self._info
+            audit(
+                "denied",
+                user=info.username if info is not None else "",
+                action=action,
+                key=key,
+                range_end=range_end,
+                result=e.message,
+                revision=self.revision,
+            )
 
     def can_read(self, key: bytes, range_end: bytes = b"") -> bool:
         """Whether `read` would pass."""
+        self._quiet = True
         try:
             self.read(key, range_end)
         except EtcdError:
             return False
+        finally:
+            self._quiet = False
         return True
 
     def user(self, *, fresh: bool = True) -> None:
@@ -264,15 +375,22 @@ class Checker:
         if not self.enabled:
             return
         try:
+            if self.tenant()[0]:
+                # Tenant users are never cluster admins, even if granted the root role.
+                raise auth_errors.PermissionDenied()
             self._store.check_admin(self._info)
         except AuthError as e:
+            self._denied("admin", b"", b"", e)
             raise from_auth(e) from None
 
     def is_admin(self) -> bool:
+        self._quiet = True
         try:
             self.admin()
         except EtcdError:
             return False
+        finally:
+            self._quiet = False
         return True
 
     def self_or_admin(self, name: str) -> None:

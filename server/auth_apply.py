@@ -44,6 +44,13 @@ from server.apply import Applier, HeaderInfo
 from server.errors import from_auth
 from server.storage.authdb import name_fits
 from server.storage.mvcc import KVStore, KVWriter
+from server.tenant_apply import (
+    PolicyApplier,
+    QuotaObserver,
+    TenantAuthHooks,
+    check_auth_change,
+    header_fn,
+)
 from server.wire import field_message
 from wardpb.peerpb import peer_pb2
 
@@ -123,21 +130,33 @@ class AuthApplier:
             "compaction": lambda chk, r: chk.compact(),
             "lease_grant": lambda chk, r: chk.user(),
             "lease_revoke": lambda chk, r: chk.lease_revoke(r.ID),
-            "auth_user_change_password": lambda chk, r: chk.self_or_admin(r.name),
+            # Policies change tenants and every table at once: root only.
+            "policy_apply": lambda chk, r: chk.admin(),
         }
         for kind in AUTH_KINDS:
-            self._checks.setdefault(kind, lambda chk, r: chk.admin())
+            # Root, or a tenant's delegated admin inside its tenant (server.tenant_apply).
+            self._checks.setdefault(
+                kind, lambda chk, r, kind=kind: check_auth_change(chk, access, kind, r)
+            )
+        self._tenants = TenantAuthHooks(access)
+        self.policy = PolicyApplier(access, kv, header_fn(header))
+        self.quota = QuotaObserver(access, kv)
+        # The caller of the entry being applied (its header's user), for the auth hooks.
+        self._caller = ""
 
     def install(self, applier: Applier) -> None:
         applier.guard = self.check
         for kind in AUTH_KINDS:
             applier.register(kind, self._apply_command(kind))
         applier.register("auth_publish_key", self._publish_key)
+        applier.register("policy_apply", self._policy_apply)
+        self._kv.observer = self.quota
 
     def check(
         self, txn: lmdb.Transaction, header: peer_pb2.RequestHeader, kind: str, request: Any
     ) -> None:
         """Raise etcd's error if the entry's caller may not do what it asks."""
+        self._caller = header.username
         check = self._checks.get(kind)
         if check is None:
             return
@@ -146,15 +165,26 @@ class AuthApplier:
 
     def _apply_command(self, kind: str) -> Callable[[lmdb.Transaction, KVWriter, Any], bytes]:
         def apply(txn: lmdb.Transaction, w: KVWriter, r: Any) -> bytes:
+            caller = self._caller
             try:
                 command = _command(kind, r)
                 with self._access.db.bound(txn):
+                    command, tenant = self._tenants.before(command, caller)
                     self._access.store.apply(command)
+                    self._tenants.after(command, tenant)
             except AuthError as e:
                 raise from_auth(e) from None
+            audit = self._access.audit
+            if audit is not None:
+                # Names only: the command's repr leaves out password hashes.
+                audit("auth_change", user=caller, change=repr(command), kind=kind)
             return field_message(1, self._header.header(w.revision))
 
         return apply
+
+    def _policy_apply(self, txn: lmdb.Transaction, w: KVWriter, r: peer_pb2.PolicyApply) -> bytes:
+        self.policy.audit = self._access.audit
+        return self.policy.apply(txn, w, r, self._caller)
 
     def _publish_key(self, txn: lmdb.Transaction, w: KVWriter, r: peer_pb2.AuthPublishKey) -> bytes:
         try:

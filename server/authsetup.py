@@ -20,6 +20,7 @@ from auth.store import AuthStore
 from auth.tokens import DEFAULT_TTL, TokenKind, TokenOptions
 from server.access import Access
 from server.apply import Applier
+from server.audit import DEFAULT_MAX_SIZE, AuditLog, load_key
 from server.errors import EtcdError
 from server.state import ENTRY_AUTH_PUBLISH_KEY
 from server.storage.authdb import LmdbAuthBackend
@@ -38,6 +39,7 @@ log = logging.getLogger("ward.auth")
 # The internal method a worker asks the core who a simple token names (see Access.token_info).
 TOKEN_INFO_METHOD = "AuthTokenInfo"
 PUBLISH_RETRY_S = 1.0
+AUDIT_KEY_FILE = "audit.key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,9 @@ class AuthOptions:
     token_ttl: float = DEFAULT_TTL
     bcrypt_cost: int = BCRYPT_DEFAULT_COST
     min_password_length: int = DEFAULT_MIN_LENGTH
+    # Ward's audit log (server.audit): off unless a path is given.
+    audit_log: Path | None = None
+    audit_log_max_size: int = DEFAULT_MAX_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,10 @@ class WorkerAuth:
     tokens: TokenSettings
     bcrypt_cost: int
     min_password_length: int
+    # The audit log and where its key is (the worker reads the key itself).
+    audit_log: Path | None = None
+    audit_key: Path | None = None
+    audit_log_max_size: int = DEFAULT_MAX_SIZE
 
 
 def _store(
@@ -88,7 +97,18 @@ def core_access(
         db, settings, options.bcrypt_cost, options.min_password_length, limiter=RateLimiter()
     )
     access = Access(db, store, lease_keys=applier.lease_keys)
-    worker = WorkerAuth(settings.for_worker(), options.bcrypt_cost, options.min_password_length)
+    audit_key = key_dir / AUDIT_KEY_FILE if options.audit_log is not None else None
+    if options.audit_log is not None and audit_key is not None:
+        key = load_key(audit_key, create=True)
+        access.audit = AuditLog(options.audit_log, key, max_size=options.audit_log_max_size)
+    worker = WorkerAuth(
+        settings.for_worker(),
+        options.bcrypt_cost,
+        options.min_password_length,
+        audit_log=options.audit_log,
+        audit_key=audit_key,
+        audit_log_max_size=options.audit_log_max_size,
+    )
     return access, worker
 
 
@@ -104,7 +124,11 @@ def worker_access(
     db = LmdbAuthBackend(backend)
     store = _store(db, auth.tokens, auth.bcrypt_cost, auth.min_password_length, limiter=None)
     remote = call_core if auth.tokens.kind is TokenKind.SIMPLE else None
-    return Access(db, store, lease_keys=applier.lease_keys, remote=remote)
+    access = Access(db, store, lease_keys=applier.lease_keys, remote=remote)
+    if auth.audit_log is not None and auth.audit_key is not None:
+        key = load_key(auth.audit_key)
+        access.audit = AuditLog(auth.audit_log, key, max_size=auth.audit_log_max_size)
+    return access
 
 
 async def publish_key(

@@ -120,6 +120,8 @@ class Driver:
         self._pending: list[bytes] = []
         self._pending_ids: list[int] = []
         self._held_since: float | None = None  # since when proposals wait for a leader
+        # Entries of proposals followers forwarded to this member as leader, not yet proposed.
+        self._forwarded: list[bytes] = []
         # Proposals handed to a leader (this member, or the one they were forwarded to) and not
         # yet applied here: when leadership moves elsewhere, their outcome is unknown.
         self._sent_to: dict[int, int] = {}
@@ -294,6 +296,13 @@ class Driver:
         """A message from a peer (the transport calls this on the event loop)."""
         if self._stopped:
             return
+        if msg.type == MessageType.PROP and self.is_leader and _normal_proposal(msg):
+            # Proposals forwarded by followers join this member's own in the next batch: one
+            # append (and one replication message per follower) for all that arrived meanwhile,
+            # instead of one per forwarded message.
+            self._forwarded.extend([e.data for e in msg.entries])
+            self._wake.set()
+            return
         try:
             self._node.step(msg)
         except (MessageRejected, ProposalDropped) as e:
@@ -405,16 +414,24 @@ class Driver:
 
     def _step_inputs(self) -> None:
         """Hand queued proposals, membership changes and read requests to the node."""
-        if self._pending:
+        if self._pending or self._forwarded:
             batch, self._pending = self._pending, []
             ids, self._pending_ids = self._pending_ids, []
+            # Followers' forwarded proposals share the append with this member's own.
+            forwarded, self._forwarded = self._forwarded, []
             me = self._opts.member_id
             try:
-                self._node.propose_many(batch)
+                self._node.propose_many(batch + forwarded if forwarded else batch)
                 self._sent_to.update(dict.fromkeys(ids, me))
             except ProposalDropped as e:
+                if forwarded:
+                    # As Raft drops a proposal that reaches a member no longer leading; the
+                    # follower fails its requests once it learns of the new leader.
+                    log.debug("dropped %d forwarded proposals: %s", len(forwarded), e)
                 lead = self.leader
-                if (
+                if not batch:
+                    pass
+                elif (
                     lead
                     and lead != self._opts.member_id
                     and not isinstance(e, LeaderTransferInProgress)
@@ -503,9 +520,9 @@ class Driver:
     def _observe(self, rd: Ready) -> None:
         if rd.soft_state is not None:
             if rd.soft_state.lead != self.leader:
-                self.leader = rd.soft_state.lead
+                previous, self.leader = self.leader, rd.soft_state.lead
                 self._leader_changed.set()
-                self._fail_orphans()
+                self._fail_orphans(previous)
                 if self.leader:
                     log.info("raft leader is %x at term %d", self.leader, self._header.raft_term)
                 else:
@@ -515,17 +532,19 @@ class Driver:
         if rd.hard_state is not None:
             self._header.raft_term = rd.hard_state.term
 
-    def _fail_orphans(self) -> None:
+    def _fail_orphans(self, previous: int) -> None:
         """Leadership moved: proposals sent to another leader may never commit. Tell their
         clients now (etcd's "possibly due to previous leader failure") rather than after the
         request timeout; they may still apply, as with any timeout."""
         lead = self.leader
-        # Read requests the old leader was to confirm: etcd answers them "leader changed".
-        for futs in self._reads.values():
-            for f in futs:
-                if not f.done():
-                    f.set_exception(errors.LEADER_CHANGED)
-        self._reads.clear()
+        if previous:
+            # Read requests the old leader was to confirm: etcd answers "leader changed". (Not
+            # when none was known: the node may have handed the reads to the new one already.)
+            for futs in self._reads.values():
+                for f in futs:
+                    if not f.done():
+                        f.set_exception(errors.LEADER_CHANGED)
+            self._reads.clear()
         orphans = [rid for rid, to in self._sent_to.items() if to != lead]
         for rid in orphans:
             del self._sent_to[rid]
@@ -615,6 +634,17 @@ class Driver:
         if cc.context:
             rid = peer_pb2.MemberChange.FromString(cc.context).request_id
             results.append(Applied(rid, b"", None, self.revision))
+
+
+def _normal_proposal(msg: Message) -> bool:
+    """A well-formed forwarded proposal: only normal entries (a membership change from the
+    network would bypass the one-at-a-time rule), no term (the node checks the same)."""
+    return (
+        msg.term == 0
+        and msg.from_ != 0
+        and bool(msg.entries)
+        and all([e.type == EntryType.NORMAL for e in msg.entries])
+    )
 
 
 def _expire(fut: asyncio.Future[None]) -> None:

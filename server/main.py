@@ -32,8 +32,20 @@ def options_from_config(cfg: Config) -> ServerOptions:
         listen.append(address)
         if u.is_tls:
             secure.append(address)
+    http_tls = tuple(
+        u.hostport for u in cfg.listen_client_http_urls + cfg.listen_metrics_urls if u.is_tls
+    )
+    if http_tls and not any(u.is_tls for u in cfg.listen_client_urls):
+        # The HTTP listeners take the client listeners' TLS (same certificates, CA, CRL).
+        raise ConfigError(
+            "https:// on --listen-client-http-urls or --listen-metrics-urls needs an https://"
+            " --listen-client-urls (their TLS settings are shared)"
+        )
     return ServerOptions(
         name=cfg.name,
+        listen_client_http=tuple(u.hostport for u in cfg.listen_client_http_urls),
+        listen_metrics=tuple(u.hostport for u in cfg.listen_metrics_urls),
+        listen_http_tls=http_tls,
         data_dir=str(cfg.data_dir),
         listen_client=tuple(listen),
         listen_client_tls=tuple(secure),
@@ -61,6 +73,8 @@ def options_from_config(cfg: Config) -> ServerOptions:
             token_ttl=float(cfg.auth_token_ttl),
             bcrypt_cost=cfg.bcrypt_cost,
             min_password_length=cfg.auth_min_password_length,
+            audit_log=cfg.audit_log,
+            audit_log_max_size=cfg.audit_log_max_size,
         ),
     )
 

@@ -22,6 +22,7 @@ from server.api.kv import KVService
 from server.api.lease import INTERNAL_SERVICE, KEEPALIVE_ONCE, LeaseService
 from server.api.lock import LockService
 from server.api.maintenance import MaintenanceService, RaftInfo
+from server.api.policy import PolicyService
 from server.api.rpc import CallInfo, generic_handlers
 from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
@@ -29,14 +30,18 @@ from server.auth_apply import AuthApplier
 from server.authsetup import TOKEN_INFO_METHOD, AuthOptions, WorkerAuth, core_access, publish_key
 from server.datadir import DataDir
 from server.driver import Driver, DriverOptions
+from server.gateway import serve_http
+from server.gateway.service import HTTPListeners
 from server.ipc import PUSH_READ_MODE, PUSH_REV, PUSH_TERM, WorkerHub
 from server.lessor import LeaseExpirer, Lessor, min_lease_ttl
 from server.membership import Membership, cluster_id, member_id
+from server.metrics import LeaderWatch
 from server.peer.transport import PeerCallError, PeerTransport
 from server.raft import SnapshotMetadata
 from server.state import ENTRY_LEASE_EXPIRE, ENTRY_MEMBER_ATTR, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.tenancy import namespaced
 from server.tls import ClientListeners, ListenerTLS, prepare
 from server.watch import RevisionClock
 from server.worker import WorkerArgs
@@ -101,6 +106,11 @@ class ServerOptions:
     log_outputs: tuple[str, ...] = ("stderr",)
     watch_progress_interval: float = 600.0
     auth: AuthOptions = field(default_factory=AuthOptions)
+    # HTTP listeners (server.gateway): the JSON gateway, metrics and health on the first,
+    # metrics and health only on the second; those in listen_http_tls serve TLS (client_tls).
+    listen_client_http: tuple[str, ...] = ()
+    listen_metrics: tuple[str, ...] = ()
+    listen_http_tls: tuple[str, ...] = ()
 
 
 class Member:
@@ -134,6 +144,9 @@ class Member:
         self._access: Access | None = None
         # Password hashing and checking (argon2 releases the GIL: one thread per core).
         self._hashing = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="ward-auth")
+        self._http: HTTPListeners | None = None
+        self.http_ports: list[int] = []
+        self.leader_watch: LeaderWatch | None = None
 
     async def start(self) -> None:
         o = self.options
@@ -227,6 +240,9 @@ class Member:
         impls["etcdserverpb.Auth"] = AuthService(self.state, access, self._hashing).methods()
         impls["v3lockpb.Lock"] = dict(LockService(self.state, self.clock).methods())
         impls["v3electionpb.Election"] = ElectionService(self.state, self.clock).methods()
+        impls["wardpolicypb.Policy"] = dict(PolicyService(self.state, access).methods())
+        # Tenant users' keys are mapped into their tenant (a no-op for everyone else).
+        impls = namespaced(impls, access)
         self._grpc = grpc.aio.server(options=grpc_options(o))
         guard = listeners.guard
         handlers = generic_handlers(
@@ -248,6 +264,9 @@ class Member:
         assert self.transport is not None
         # Filled in place: the transport looks handlers up per call.
         self._peer_handlers.update(self._peer_calls(impls))
+        # Before publishing: /health must answer (unhealthy) while there is no quorum.
+        self._http = await serve_http(self, impls)
+        self.http_ports = self._http.ports if self._http is not None else []
         self._housekeeping = asyncio.create_task(self._housekeep())
         # Like etcd, a member announces readiness once it has published its name and client
         # URLs through Raft: a quorum is up and it has caught up with the cluster.
@@ -587,6 +606,10 @@ class Member:
             await loop.run_in_executor(None, proc.join, 2)
             if proc.is_alive():
                 proc.kill()
+        if self._http is not None:
+            await self._http.close()
+        if self.leader_watch is not None:
+            self.leader_watch.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=0.5)
         if self.driver is not None:

@@ -33,6 +33,7 @@ from server.ipc import PUSH_PAUSE, PUSH_READ_MODE, PUSH_RESUME, PUSH_REV, PUSH_T
 from server.state import MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.tenancy import WORKER_NAMESPACED, namespaced
 from server.tls import ClientListeners, ListenerTLS
 from server.watch import RevisionClock
 
@@ -156,6 +157,8 @@ async def _serve(args: WorkerArgs) -> None:
     impls["v3electionpb.Election"] = ElectionService(state, clock).methods()
     maint = MaintenanceService(state, RaftInfo)
     impls.setdefault("etcdserverpb.Maintenance", {})["Snapshot"] = maint.snapshot
+    # Tenant users' keys are mapped into their tenant; forwarded calls are mapped by the core.
+    impls = namespaced(impls, access, services=WORKER_NAMESPACED)
     # Same credentials, same reloads and same per-RPC checks as the core's listeners.
     listeners = ClientListeners(args.client_tls, args.secure_addresses)
     server = grpc.aio.server(options=list(args.grpc_options))

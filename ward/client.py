@@ -13,8 +13,9 @@ subclasses from `ward.errors`. Keys and values are bytes, or str encoded as UTF-
 
 Calls wait for a connection until their deadline, like etcd's Go client: an unreachable server
 shows up as `DeadlineExceededError` when the timeout passes. With several endpoints the client
-uses the first that connects; failing over between them, retries, watches, leases and an asyncio
-client come later (they fit in beside `_call`).
+uses the first that connects and fails over as clientv3 does: a call that meets `Unavailable` goes
+to the next ready endpoint, until its deadline, if it is safe to repeat (a read) or was never sent.
+Watches (`ward.watch`) resume after a reconnect; leases keep alive with `ward.lease`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import IO, Any, TypeVar, overload
+from typing import IO, TYPE_CHECKING, Any, TypeVar, overload
 
 import grpc
 from google.protobuf.message import Message
@@ -36,6 +37,7 @@ from ward.errors import (
     DeadlineExceededError,
     EtcdError,
     InvalidAuthTokenError,
+    LeaseNotFoundError,
     NoEndpointsError,
     error_from_rpc,
 )
@@ -48,7 +50,14 @@ from ward.requests import (
     range_request,
 )
 from ward.txn import CompareLike, OpLike, txn_request
+from wardpb.authpb import auth_pb2
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from wardpb.v3electionpb import v3election_pb2, v3election_pb2_grpc
+from wardpb.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
+
+if TYPE_CHECKING:
+    from ward.lease import KeepAlive
+    from ward.watch import Watcher
 
 __all__ = ["AlarmType", "Client"]
 
@@ -73,6 +82,23 @@ _KV_METHODS: dict[type[Message], str] = {
 }
 
 
+_BACKOFF_MIN_S = 0.025
+_BACKOFF_MAX_S = 0.5
+
+# Details gRPC gives a call that failed before it left the client (no connection to send it
+# on): such a call is safe to repeat elsewhere even if it changes something.
+_NOT_SENT = ("failed to connect to all addresses", "Connection refused", "DNS resolution failed")
+
+
+def _never_sent(exc: grpc.RpcError) -> bool:
+    details = exc.details() if callable(getattr(exc, "details", None)) else ""
+    return any(marker in (details or "") for marker in _NOT_SENT)
+
+
+def _b(value: Key) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 class _Connection:
     """One endpoint's channel and stubs."""
 
@@ -83,6 +109,10 @@ class _Connection:
         self.maintenance = rpc_pb2_grpc.MaintenanceStub(channel)
         self.cluster = rpc_pb2_grpc.ClusterStub(channel)
         self.auth = rpc_pb2_grpc.AuthStub(channel)
+        self.lease = rpc_pb2_grpc.LeaseStub(channel)
+        self.watch = rpc_pb2_grpc.WatchStub(channel)
+        self.lock = v3lock_pb2_grpc.LockStub(channel)
+        self.election = v3election_pb2_grpc.ElectionStub(channel)
 
 
 class Client:
@@ -207,7 +237,7 @@ class Client:
             min_create_revision=min_create_revision,
             max_create_revision=max_create_revision,
         )
-        return self._call(lambda c: c.kv.Range, request, timeout)
+        return self._call(lambda c: c.kv.Range, request, timeout, safe=True)
 
     @overload
     def request(
@@ -295,7 +325,7 @@ class Client:
     ) -> rpc_pb2.StatusResponse:
         """The status of one member."""
         return self._call(
-            lambda c: c.maintenance.Status, rpc_pb2.StatusRequest(), timeout, endpoint
+            lambda c: c.maintenance.Status, rpc_pb2.StatusRequest(), timeout, endpoint, safe=True
         )
 
     def hash_kv(
@@ -303,7 +333,7 @@ class Client:
     ) -> rpc_pb2.HashKVResponse:
         """The hash of one member's keyspace history up to `revision` (0: now)."""
         request = rpc_pb2.HashKVRequest(revision=revision)
-        return self._call(lambda c: c.maintenance.HashKV, request, timeout, endpoint)
+        return self._call(lambda c: c.maintenance.HashKV, request, timeout, endpoint, safe=True)
 
     def defragment(
         self, endpoint: str | None = None, *, timeout: float | None = None
@@ -346,7 +376,7 @@ class Client:
     def alarm_list(self, *, timeout: float | None = None) -> rpc_pb2.AlarmResponse:
         """Every active alarm of the cluster."""
         request = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.GET)
-        return self._call(lambda c: c.maintenance.Alarm, request, timeout)
+        return self._call(lambda c: c.maintenance.Alarm, request, timeout, safe=True)
 
     def alarm_disarm(
         self, member_id: int = 0, alarm: int = AlarmType.NONE, *, timeout: float | None = None
@@ -374,7 +404,306 @@ class Client:
 
     def member_list(self, *, timeout: float | None = None) -> rpc_pb2.MemberListResponse:
         """Every member of the cluster."""
-        return self._call(lambda c: c.cluster.MemberList, rpc_pb2.MemberListRequest(), timeout)
+        return self._call(
+            lambda c: c.cluster.MemberList, rpc_pb2.MemberListRequest(), timeout, safe=True
+        )
+
+    def member_add(
+        self, peer_urls: Iterable[str], *, learner: bool = False, timeout: float | None = None
+    ) -> rpc_pb2.MemberAddResponse:
+        """Add a member (a learner with `learner`) that will listen on `peer_urls`."""
+        request = rpc_pb2.MemberAddRequest(peerURLs=list(peer_urls), isLearner=learner)
+        return self._call(lambda c: c.cluster.MemberAdd, request, timeout)
+
+    def member_remove(
+        self, member_id: int, *, timeout: float | None = None
+    ) -> rpc_pb2.MemberRemoveResponse:
+        """Remove a member."""
+        request = rpc_pb2.MemberRemoveRequest(ID=member_id)
+        return self._call(lambda c: c.cluster.MemberRemove, request, timeout)
+
+    def member_update(
+        self, member_id: int, peer_urls: Iterable[str], *, timeout: float | None = None
+    ) -> rpc_pb2.MemberUpdateResponse:
+        """Change a member's peer URLs."""
+        request = rpc_pb2.MemberUpdateRequest(ID=member_id, peerURLs=list(peer_urls))
+        return self._call(lambda c: c.cluster.MemberUpdate, request, timeout)
+
+    def member_promote(
+        self, member_id: int, *, timeout: float | None = None
+    ) -> rpc_pb2.MemberPromoteResponse:
+        """Make a learner a voting member."""
+        request = rpc_pb2.MemberPromoteRequest(ID=member_id)
+        return self._call(lambda c: c.cluster.MemberPromote, request, timeout)
+
+    def move_leader(
+        self, target_id: int, endpoint: str | None = None, *, timeout: float | None = None
+    ) -> rpc_pb2.MoveLeaderResponse:
+        """Hand leadership to `target_id`; only the leader accepts this, so `endpoint` should
+        name it (as etcdctl's move-leader finds it first)."""
+        request = rpc_pb2.MoveLeaderRequest(targetID=target_id)
+        return self._call(lambda c: c.maintenance.MoveLeader, request, timeout, endpoint)
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def lease_grant(
+        self, ttl: int, *, lease_id: int = 0, timeout: float | None = None
+    ) -> rpc_pb2.LeaseGrantResponse:
+        """Grant a lease of `ttl` seconds (the server picks the ID unless `lease_id` is set)."""
+        request = rpc_pb2.LeaseGrantRequest(TTL=ttl, ID=lease_id)
+        return self._call(lambda c: c.lease.LeaseGrant, request, timeout)
+
+    def lease_revoke(
+        self, lease_id: int, *, timeout: float | None = None
+    ) -> rpc_pb2.LeaseRevokeResponse:
+        """Revoke a lease, deleting every key attached to it."""
+        request = rpc_pb2.LeaseRevokeRequest(ID=lease_id)
+        return self._call(lambda c: c.lease.LeaseRevoke, request, timeout)
+
+    def lease_time_to_live(
+        self, lease_id: int, *, keys: bool = False, timeout: float | None = None
+    ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        """A lease's granted and remaining TTL (-1 when it is gone), and its keys with `keys`."""
+        request = rpc_pb2.LeaseTimeToLiveRequest(ID=lease_id, keys=keys)
+        return self._call(lambda c: c.lease.LeaseTimeToLive, request, timeout, safe=True)
+
+    def lease_leases(self, *, timeout: float | None = None) -> rpc_pb2.LeaseLeasesResponse:
+        """Every live lease."""
+        request = rpc_pb2.LeaseLeasesRequest()
+        return self._call(lambda c: c.lease.LeaseLeases, request, timeout, safe=True)
+
+    def lease_keep_alive_once(
+        self, lease_id: int, *, timeout: float | None = None
+    ) -> rpc_pb2.LeaseKeepAliveResponse:
+        """Renew a lease once; raises `LeaseNotFoundError` when it is gone (TTL <= 0)."""
+        request = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)
+
+        def once(conn: _Connection) -> Callable[..., rpc_pb2.LeaseKeepAliveResponse]:
+            def send(req: object, **kwargs: Any) -> rpc_pb2.LeaseKeepAliveResponse:
+                stream = conn.lease.LeaseKeepAlive(iter([req]), **kwargs)
+                try:
+                    for resp in stream:
+                        return resp  # type: ignore[no-any-return]
+                finally:
+                    stream.cancel()
+                raise LeaseNotFoundError(LeaseNotFoundError.MESSAGE)
+
+            return send
+
+        resp = self._call(once, request, timeout, safe=True)
+        if resp.TTL <= 0:
+            raise LeaseNotFoundError(LeaseNotFoundError.MESSAGE)
+        return resp
+
+    def keep_alive(self, lease_id: int) -> KeepAlive:
+        """Keep a lease alive from a background thread until the returned object is closed
+        (use it as a context manager; iterate it for each renewal's answer)."""
+        from ward.lease import KeepAlive
+
+        return KeepAlive(self, lease_id)
+
+    # -- watch ---------------------------------------------------------------------------------
+
+    def watch(
+        self,
+        key: Key,
+        range_end: Key | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        start_revision: int = 0,
+        prev_kv: bool = False,
+        progress_notify: bool = False,
+        no_put: bool = False,
+        no_delete: bool = False,
+    ) -> Watcher:
+        """Watch a key or range from `start_revision` (0: from now); iterate the result for
+        `WatchResponse`s. The watch resumes after a lost connection from the revision after
+        the last event delivered, so no event is lost or repeated."""
+        from ward.watch import Watcher, watch_create_request
+
+        request = watch_create_request(
+            key,
+            range_end,
+            prefix=prefix,
+            from_key=from_key,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            progress_notify=progress_notify,
+            no_put=no_put,
+            no_delete=no_delete,
+        )
+        return Watcher(self, request)
+
+    # -- lock and election ---------------------------------------------------------------------
+
+    def lock(
+        self, name: Key, lease_id: int, *, timeout: float | None = math.inf
+    ) -> v3lock_pb2.LockResponse:
+        """Wait for the lock `name`, held for as long as `lease_id` lives (no deadline unless
+        `timeout` is given); the response's `key` unlocks it."""
+        request = v3lock_pb2.LockRequest(name=_b(name), lease=lease_id)
+        return self._call(lambda c: c.lock.Lock, request, timeout)
+
+    def unlock(self, key: Key, *, timeout: float | None = None) -> v3lock_pb2.UnlockResponse:
+        """Release a lock by the key `lock` returned."""
+        request = v3lock_pb2.UnlockRequest(key=_b(key))
+        return self._call(lambda c: c.lock.Unlock, request, timeout)
+
+    def campaign(
+        self, name: Key, value: Key, lease_id: int, *, timeout: float | None = math.inf
+    ) -> v3election_pb2.CampaignResponse:
+        """Wait to become leader of election `name`, proposing `value`."""
+        request = v3election_pb2.CampaignRequest(name=_b(name), value=_b(value), lease=lease_id)
+        return self._call(lambda c: c.election.Campaign, request, timeout)
+
+    def proclaim(
+        self,
+        leader: v3election_pb2.LeaderKey,
+        value: Key,
+        *,
+        timeout: float | None = None,
+    ) -> v3election_pb2.ProclaimResponse:
+        """Change the leader's value without a new election."""
+        request = v3election_pb2.ProclaimRequest(leader=leader, value=_b(value))
+        return self._call(lambda c: c.election.Proclaim, request, timeout)
+
+    def election_leader(
+        self, name: Key, *, timeout: float | None = None
+    ) -> v3election_pb2.LeaderResponse:
+        """The current leader's key-value of election `name`."""
+        request = v3election_pb2.LeaderRequest(name=_b(name))
+        return self._call(lambda c: c.election.Leader, request, timeout, safe=True)
+
+    def observe(self, name: Key) -> Iterable[v3election_pb2.LeaderResponse]:
+        """Each leader of election `name`, as it is elected (the current one first)."""
+        conn = self._connection(None, None)
+        stream = conn.election.Observe(
+            v3election_pb2.LeaderRequest(name=_b(name)),
+            metadata=self._metadata(None),
+            wait_for_ready=True,
+        )
+        try:
+            yield from stream
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                raise self._translate(exc, None) from None
+        finally:
+            stream.cancel()
+
+    def resign(
+        self, leader: v3election_pb2.LeaderKey, *, timeout: float | None = None
+    ) -> v3election_pb2.ResignResponse:
+        """Give up leadership."""
+        request = v3election_pb2.ResignRequest(leader=leader)
+        return self._call(lambda c: c.election.Resign, request, timeout)
+
+    # -- auth administration -------------------------------------------------------------------
+
+    def auth_enable(self, *, timeout: float | None = None) -> rpc_pb2.AuthEnableResponse:
+        """Turn authentication on (needs a root user with the root role)."""
+        return self._call(lambda c: c.auth.AuthEnable, rpc_pb2.AuthEnableRequest(), timeout)
+
+    def auth_disable(self, *, timeout: float | None = None) -> rpc_pb2.AuthDisableResponse:
+        """Turn authentication off."""
+        return self._call(lambda c: c.auth.AuthDisable, rpc_pb2.AuthDisableRequest(), timeout)
+
+    def user_add(
+        self,
+        name: str,
+        password: str = "",
+        *,
+        no_password: bool = False,
+        timeout: float | None = None,
+    ) -> rpc_pb2.AuthUserAddResponse:
+        """Create a user; `no_password` makes one that can only authenticate by certificate."""
+        request = rpc_pb2.AuthUserAddRequest(name=name, password=password)
+        if no_password:
+            request.options.no_password = True
+        return self._call(lambda c: c.auth.UserAdd, request, timeout)
+
+    def user_get(self, name: str, *, timeout: float | None = None) -> rpc_pb2.AuthUserGetResponse:
+        """A user's roles."""
+        request = rpc_pb2.AuthUserGetRequest(name=name)
+        return self._call(lambda c: c.auth.UserGet, request, timeout, safe=True)
+
+    def user_list(self, *, timeout: float | None = None) -> rpc_pb2.AuthUserListResponse:
+        """Every user's name."""
+        request = rpc_pb2.AuthUserListRequest()
+        return self._call(lambda c: c.auth.UserList, request, timeout, safe=True)
+
+    def user_delete(
+        self, name: str, *, timeout: float | None = None
+    ) -> rpc_pb2.AuthUserDeleteResponse:
+        """Delete a user."""
+        request = rpc_pb2.AuthUserDeleteRequest(name=name)
+        return self._call(lambda c: c.auth.UserDelete, request, timeout)
+
+    def user_change_password(
+        self, name: str, password: str, *, timeout: float | None = None
+    ) -> rpc_pb2.AuthUserChangePasswordResponse:
+        """Set a user's password."""
+        request = rpc_pb2.AuthUserChangePasswordRequest(name=name, password=password)
+        return self._call(lambda c: c.auth.UserChangePassword, request, timeout)
+
+    def user_grant_role(
+        self, name: str, role: str, *, timeout: float | None = None
+    ) -> rpc_pb2.AuthUserGrantRoleResponse:
+        """Give a user a role."""
+        request = rpc_pb2.AuthUserGrantRoleRequest(user=name, role=role)
+        return self._call(lambda c: c.auth.UserGrantRole, request, timeout)
+
+    def user_revoke_role(
+        self, name: str, role: str, *, timeout: float | None = None
+    ) -> rpc_pb2.AuthUserRevokeRoleResponse:
+        """Take a role from a user."""
+        request = rpc_pb2.AuthUserRevokeRoleRequest(name=name, role=role)
+        return self._call(lambda c: c.auth.UserRevokeRole, request, timeout)
+
+    def role_add(self, name: str, *, timeout: float | None = None) -> rpc_pb2.AuthRoleAddResponse:
+        """Create a role."""
+        request = rpc_pb2.AuthRoleAddRequest(name=name)
+        return self._call(lambda c: c.auth.RoleAdd, request, timeout)
+
+    def role_get(self, name: str, *, timeout: float | None = None) -> rpc_pb2.AuthRoleGetResponse:
+        """A role's permissions."""
+        request = rpc_pb2.AuthRoleGetRequest(role=name)
+        return self._call(lambda c: c.auth.RoleGet, request, timeout, safe=True)
+
+    def role_list(self, *, timeout: float | None = None) -> rpc_pb2.AuthRoleListResponse:
+        """Every role's name."""
+        request = rpc_pb2.AuthRoleListRequest()
+        return self._call(lambda c: c.auth.RoleList, request, timeout, safe=True)
+
+    def role_delete(
+        self, name: str, *, timeout: float | None = None
+    ) -> rpc_pb2.AuthRoleDeleteResponse:
+        """Delete a role."""
+        request = rpc_pb2.AuthRoleDeleteRequest(role=name)
+        return self._call(lambda c: c.auth.RoleDelete, request, timeout)
+
+    def role_grant_permission(
+        self,
+        name: str,
+        perm_type: int,
+        key: Key,
+        range_end: Key = b"",
+        *,
+        timeout: float | None = None,
+    ) -> rpc_pb2.AuthRoleGrantPermissionResponse:
+        """Grant READ, WRITE or READWRITE (`auth_pb2.Permission`) on a key or range."""
+        perm = auth_pb2.Permission(permType=perm_type, key=_b(key), range_end=_b(range_end))  # type: ignore[arg-type]
+        request = rpc_pb2.AuthRoleGrantPermissionRequest(name=name, perm=perm)
+        return self._call(lambda c: c.auth.RoleGrantPermission, request, timeout)
+
+    def role_revoke_permission(
+        self, name: str, key: Key, range_end: Key = b"", *, timeout: float | None = None
+    ) -> rpc_pb2.AuthRoleRevokePermissionResponse:
+        """Revoke a role's permission on exactly this key or range."""
+        request = rpc_pb2.AuthRoleRevokePermissionRequest(
+            role=name, key=_b(key), range_end=_b(range_end)
+        )
+        return self._call(lambda c: c.auth.RoleRevokePermission, request, timeout)
 
     # -- auth ----------------------------------------------------------------------------------
 
@@ -440,30 +769,45 @@ class Client:
         request: object,
         timeout: float | None,
         endpoint: str | None = None,
+        *,
+        safe: bool = False,
     ) -> _Resp:
         deadline = self._deadline(timeout)
-        conn = self._connection(endpoint, deadline)
-        for attempt in range(2):
+        # With one endpoint a call waits for it (etcdctl's behaviour); with several, a call on
+        # a dead endpoint must fail fast so that it can move on to a live one.
+        failover = endpoint is None and len(self._endpoints) > 1
+        refreshed = False
+        backoff = _BACKOFF_MIN_S
+        while True:
+            conn = self._connection(endpoint, deadline)
             metadata = self._metadata(deadline)
             try:
                 return method(conn)(
                     request,
                     timeout=self._remaining(deadline),
                     metadata=metadata,
-                    wait_for_ready=True,
+                    wait_for_ready=not failover,
                 )
             except grpc.RpcError as exc:
                 err = self._translate(exc, deadline)
-                if isinstance(err, InvalidAuthTokenError) and self._user and attempt == 0:
+                if isinstance(err, InvalidAuthTokenError) and self._user and not refreshed:
                     # Tokens expire; fetch a fresh one and try once more.
+                    refreshed = True
                     with self._lock:
                         self._authenticated = False
                     continue
-                if exc.code() == grpc.StatusCode.UNAVAILABLE and endpoint is None:
-                    with self._lock:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or endpoint is not None:
+                    raise err from None
+                with self._lock:
+                    if self._active is conn:
                         self._active = None
-                raise err from None
-        raise AssertionError("unreachable")
+                if not failover or not (safe or _never_sent(exc)):
+                    raise err from None
+                remaining = self._remaining(deadline)
+                if remaining is not None and remaining <= backoff:
+                    raise err from None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
 
     def _connection(self, endpoint: str | None, deadline: float | None) -> _Connection:
         if endpoint is not None:

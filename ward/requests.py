@@ -15,6 +15,7 @@ __all__ = [
     "SortOrder",
     "SortTarget",
     "delete_request",
+    "key_range",
     "prefix_range_end",
     "put_request",
     "range_request",
@@ -74,6 +75,13 @@ def _key_range(
     if from_key:
         return (k or b"\x00", b"\x00")
     return k, (to_bytes(range_end) if range_end is not None else b"")
+
+
+def key_range(
+    key: Key, range_end: Key | None = None, *, prefix: bool = False, from_key: bool = False
+) -> tuple[bytes, bytes]:
+    """`(key, range_end)` for a key, a range, a prefix or every key from `key`."""
+    return _key_range(key, range_end, prefix, from_key)
 
 
 def range_request(

@@ -23,9 +23,11 @@ from functools import partial
 from auth import errors as auth_errors
 from auth.errors import AuthError
 from auth.model import Permission, PermissionType
+from auth.policy import relative
 from auth.ranges import is_valid_permission_range
+from auth.tenants import Tenant
 from server import errors
-from server.access import Access, client_address, request_header
+from server.access import Access, Checker, client_address, request_header
 from server.api.rpc import CallInfo, Unary
 from server.errors import from_auth
 from server.state import (
@@ -42,7 +44,7 @@ from server.state import (
     ENTRY_AUTH_USER_REVOKE_ROLE,
     ServerState,
 )
-from server.storage.authdb import name_fits, perm_type
+from server.storage.authdb import LmdbAuthBackend, name_fits, perm_type
 from server.wire import field_bool, field_bytes, field_message, field_varint
 from wardpb.authpb import auth_pb2
 from wardpb.etcdserverpb import rpc_pb2
@@ -92,7 +94,8 @@ class AuthService:
         refusal costs nothing, and again where it applies)."""
         info = await self._access.identify(call)
         with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            chk.admin()
+            # A tenant's delegated admin too: the apply path keeps it inside its tenant.
+            _admin_or_tenant_admin(chk)
         return await self._s.proposer.propose(field, request, header=request_header(info))
 
     # --- enabling ---
@@ -126,8 +129,16 @@ class AuthService:
             if not isinstance(e, auth_errors.AuthNotEnabled):
                 # The name is no secret; the password never appears in any log line.
                 log.info("authentication failed", extra={"user": r.name, "error": e.message})
+                self._audit_authenticate(r.name, call, e.message)
             raise from_auth(e) from None
+        self._audit_authenticate(r.name, call, "ok")
         return self._header() + field_bytes(2, token.encode())
+
+    def _audit_authenticate(self, name: str, call: CallInfo, result: str) -> None:
+        audit = self._access.audit
+        if audit is not None:
+            # Who and from where; never the password nor the token.
+            audit("authenticate", user=name, client=client_address(call.peer), result=result)
 
     # --- users ---
 
@@ -136,7 +147,7 @@ class AuthService:
         info = await self._access.identify(call)
         no_password = r.options.no_password
         with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            chk.admin()
+            _admin_or_tenant_admin(chk)
             if not r.name:
                 raise from_auth(auth_errors.UserEmpty())
             if not name_fits(r.name):
@@ -170,7 +181,7 @@ class AuthService:
         with s.backend.read() as txn, self._access.checker(txn, info) as chk:
             # As etcd: a user may look at themself.
             if not (chk.enabled and info is not None and info.username == r.name):
-                chk.admin()
+                _admin_or_tenant_admin(chk, user=r.name, db=self._access.db)
             user = self._access.db.get_user(r.name)
             if user is None:
                 raise from_auth(auth_errors.UserNotFound())
@@ -182,8 +193,12 @@ class AuthService:
         info = await self._access.identify(call)
         s = self._s
         with s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            chk.admin()
-            names = [u.name for u in self._access.db.list_users()]
+            tenant = _admin_or_tenant_admin(chk)
+            db = self._access.db
+            names = [u.name for u in db.list_users()]
+            if tenant is not None:
+                # A tenant admin sees its tenant's users only.
+                names = [n for n in names if db.user_tenant(n) == tenant.name]
             header = field_message(1, s.header.header(s.kv.current_revision(txn)))
         return header + b"".join(field_bytes(2, n.encode()) for n in names)
 
@@ -196,7 +211,10 @@ class AuthService:
         r = rpc_pb2.AuthUserChangePasswordRequest.FromString(request)
         info = await self._access.identify(call)
         with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            chk.self_or_admin(r.name)
+            if not (chk.enabled and info is not None and info.username == r.name):
+                _admin_or_tenant_admin(chk, user=r.name, db=self._access.db)
+            else:
+                chk.self_or_admin(r.name)
         if r.hashedPassword:
             raise errors.HASHED_PASSWORD_REFUSED
         store = self._access.store
@@ -241,13 +259,16 @@ class AuthService:
                 and self._access.store.has_role(info.username, r.role)
             )
             if not holds:
-                chk.admin()
+                _admin_or_tenant_admin(chk, role=r.role, db=self._access.db)
             role = self._access.db.get_role(r.role)
             if role is None:
                 raise from_auth(auth_errors.RoleNotFound())
             # The stored grants, as etcd 3.4 answers (the root role needs none: it passes
-            # every check).
+            # every check); a tenant user sees them relative to its tenant.
             perms = role.permissions
+            _mapped, tenant = chk.tenant()
+            if tenant is not None:
+                perms = tuple(relative(tenant, p) for p in perms if tenant.namespace.owns(p.key))
             header = field_message(1, s.header.header(s.kv.current_revision(txn)))
         return header + b"".join(field_message(2, _permission(p)) for p in perms)
 
@@ -256,8 +277,11 @@ class AuthService:
         info = await self._access.identify(call)
         s = self._s
         with s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            chk.admin()
-            names = [r.name for r in self._access.db.list_roles()]
+            tenant = _admin_or_tenant_admin(chk)
+            db = self._access.db
+            names = [r.name for r in db.list_roles()]
+            if tenant is not None:
+                names = [n for n in names if db.role_tenant(n) == tenant.name]
             header = field_message(1, s.header.header(s.kv.current_revision(txn)))
         return header + b"".join(field_bytes(2, n.encode()) for n in names)
 
@@ -269,12 +293,16 @@ class AuthService:
         r = rpc_pb2.AuthRoleGrantPermissionRequest.FromString(request)
         info = await self._access.identify(call)
         with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            chk.admin()
+            tenant = _admin_or_tenant_admin(chk)
         if not r.HasField("perm"):
             raise from_auth(auth_errors.PermissionNotGiven())
         if r.perm.permType not in PermissionType.__members__.values():
             raise from_auth(auth_errors.InvalidAuthMgmt())
-        if not is_valid_permission_range(r.perm.key, r.perm.range_end):
+        key, end = r.perm.key, r.perm.range_end
+        if tenant is not None:
+            # A tenant admin's grant is relative to its tenant ("" is the whole tenant).
+            key, end = tenant.namespace.key(key), tenant.namespace.range_end(end)
+        if not is_valid_permission_range(key, end):
             raise from_auth(auth_errors.InvalidAuthMgmt())
         return await self._s.proposer.propose(
             ENTRY_AUTH_ROLE_GRANT_PERMISSION, request, header=request_header(info)
@@ -283,6 +311,23 @@ class AuthService:
     async def role_revoke_permission(self, request: bytes, call: CallInfo) -> bytes:
         rpc_pb2.AuthRoleRevokePermissionRequest.FromString(request)
         return await self._propose(ENTRY_AUTH_ROLE_REVOKE_PERMISSION, request, call)
+
+
+def _admin_or_tenant_admin(
+    chk: Checker, *, user: str = "", role: str = "", db: LmdbAuthBackend | None = None
+) -> Tenant | None:
+    """Pass root (None) or a tenant's delegated admin (its tenant), looking at its own tenant's
+    `user` or `role` if one is named; refuse anyone else."""
+    tenant = chk.tenant_admin() if chk.enabled else None
+    if tenant is None:
+        chk.admin()
+        return None
+    if db is not None and (
+        (user and db.user_tenant(user) != tenant.name)
+        or (role and db.role_tenant(role) != tenant.name)
+    ):
+        raise from_auth(auth_errors.PermissionDenied())
+    return tenant
 
 
 def _permission(p: Permission) -> bytes:

@@ -14,8 +14,10 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from server.errors import EtcdError, grpc_too_large
+from server.metrics import RPC, grpc_code_name
 from server.tls.guard import before_refusing_a_stream, cert_common_name
 from wardpb.etcdserverpb import rpc_pb2
+from wardpb.policypb import policy_pb2
 from wardpb.v3electionpb import v3election_pb2
 from wardpb.v3lockpb import v3lock_pb2
 
@@ -29,7 +31,7 @@ class CallInfo:
     address or the TLS identity, and reading them costs on every call.
     """
 
-    __slots__ = ("_common_name", "_context", "_peer", "_token", "trusted")
+    __slots__ = ("_common_name", "_context", "_peer", "_token", "identity", "trusted")
 
     def __init__(
         self,
@@ -47,6 +49,10 @@ class CallInfo:
         self._peer: str | None = peer if context is None else None
         self._token: str | None = token if context is None else None
         self._common_name: str | None = common_name if context is None else None
+        # Who the caller is, once resolved for this one unary call (server.tenancy sets it, so
+        # the handler does not verify the token twice); None: not resolved. Never set on a
+        # stream, whose checks must see each message's moment (token expiry, auth revision).
+        self.identity: tuple[object] | None = None
 
     @property
     def peer(self) -> str:
@@ -88,6 +94,8 @@ SERVICES = {
     "etcdserverpb.Auth": rpc_pb2.DESCRIPTOR.services_by_name["Auth"],
     "v3lockpb.Lock": v3lock_pb2.DESCRIPTOR.services_by_name["Lock"],
     "v3electionpb.Election": v3election_pb2.DESCRIPTOR.services_by_name["Election"],
+    # Ward's own (tenants and policies); not part of etcd's API.
+    "wardpolicypb.Policy": policy_pb2.DESCRIPTOR.services_by_name["Policy"],
 }
 
 
@@ -104,17 +112,27 @@ def decode_error(e: DecodeError) -> EtcdError:
     return EtcdError(grpc.StatusCode.INTERNAL, f"grpc: error unmarshalling request: {e}")
 
 
-def _unary(fn: Unary, limit: int, guard: Guard | None) -> grpc.RpcMethodHandler:
+def _unary(
+    fn: Unary, limit: int, guard: Guard | None, name: tuple[str, str]
+) -> grpc.RpcMethodHandler:
+    svc, method = name
+
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if guard is not None and (refused := guard(context)) is not None:
             await _abort(context, refused)
+        # grpc_server_handled_total: two dict updates per call, nothing else.
+        RPC.start("unary", svc, method)
         try:
             if len(request) > limit:
                 raise grpc_too_large(len(request), limit)
-            return await fn(request, call_info(context))
+            out = await fn(request, call_info(context))
+            RPC.done("unary", svc, method, "OK")
+            return out
         except EtcdError as e:
+            RPC.done("unary", svc, method, grpc_code_name(e.code))
             await _abort(context, e)
         except DecodeError as e:
+            RPC.done("unary", svc, method, "Internal")
             await _abort(context, decode_error(e))
         raise AssertionError("unreachable")
 
@@ -201,6 +219,11 @@ def generic_handlers(
             elif ss:
                 table[m.name] = _server_stream(fn, max_message_bytes, guard)  # type: ignore[arg-type]
             else:
-                table[m.name] = _unary(fn, max_message_bytes, guard)  # type: ignore[arg-type]
+                table[m.name] = _unary(
+                    fn,  # type: ignore[arg-type]
+                    max_message_bytes,
+                    guard,
+                    (full, m.name),
+                )
         out.append(grpc.method_handlers_generic_handler(full, table))
     return out

@@ -197,6 +197,8 @@ class _Settings:
             unsafe_no_fsync=self.flag("unsafe-no-fsync"),
             workers=self.number("workers"),
             auth_min_password_length=self.number("auth-min-password-length"),
+            audit_log=self.path("audit-log"),
+            audit_log_max_size=self.number("audit-log-max-size"),
         )
         self._warn_about(config, warnings)
         return config

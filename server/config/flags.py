@@ -1020,6 +1020,21 @@ FLAGS: tuple[FlagSpec, ...] = (
         Group.WARD,
         "Shortest password a user may be given, in characters (etcd has no minimum).",
     ),
+    _spec(
+        "audit-log",
+        STRING,
+        "",
+        Group.WARD,
+        "Path of the member's hash-chained audit log (JSON lines; off when empty). Its key is"
+        " <data-dir>/member/audit.key; check a log with 'wardctl audit verify'.",
+    ),
+    _spec(
+        "audit-log-max-size",
+        UINT,
+        100 * 1024 * 1024,
+        Group.WARD,
+        "Size in bytes past which the audit log is rotated to <path>.1 (0: never).",
+    ),
     # etcd's list of long-removed flags it still swallows (flags.IgnoredFlag).
     *(
         _spec(name, LEGACY, None, _M, "", Disposition.LEGACY)

@@ -144,6 +144,8 @@ class Config:
     # Ward
     workers: int
     auth_min_password_length: int = 8
+    audit_log: Path | None = None
+    audit_log_max_size: int = 100 * 1024 * 1024
 
     def __post_init__(self) -> None:
         try:

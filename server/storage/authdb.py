@@ -12,7 +12,10 @@ Layout (keys are ASCII prefixes, so users, roles and keys list by cursor):
 - `revision`: the auth revision, 8 bytes big-endian;
 - `user/<name>`: an `authpb.User` whose `password` holds the argon2id hash (never a password);
 - `role/<name>`: an `authpb.Role`;
-- `jwtkey/<kid>`: a `wardpeerpb.AuthPublishKey`, a member's public JWT verification key.
+- `jwtkey/<kid>`: a `wardpeerpb.AuthPublishKey`, a member's public JWT verification key;
+- `tenant/<name>`: a `wardpeerpb.Tenant`; `tenantuse/<name>`: its live keys and their bytes
+  (two 8-byte big-endian counters);
+- `usertenant/<user>`, `roletenant/<role>`: the tenant a user or role belongs to (absent: none).
 
 `LmdbAuthBackend` is `auth.AuthBackend` over these tables. A caller binds it to the transaction
 it works in (`bound(txn)`, per thread); unbound calls read from a short read transaction of their
@@ -31,6 +34,7 @@ import lmdb
 
 from auth.jwt_tokens import PublishedKey
 from auth.model import Permission, PermissionType, Role, User
+from auth.tenants import Tenant, Usage
 from auth.tokens import SignMethod
 from server.storage.backend import MAX_KEY_SIZE, Backend
 from wardpb.authpb import auth_pb2
@@ -44,11 +48,16 @@ REVISION = b"revision"
 USER_PREFIX = b"user/"
 ROLE_PREFIX = b"role/"
 KEY_PREFIX = b"jwtkey/"
+TENANT_PREFIX = b"tenant/"
+USAGE_PREFIX = b"tenantuse/"
+USER_TENANT_PREFIX = b"usertenant/"
+ROLE_TENANT_PREFIX = b"roletenant/"
 
 # The longest user or role name, in UTF-8 bytes, that fits an lmdb key with its prefix.
 MAX_NAME_BYTES = MAX_KEY_SIZE - len(USER_PREFIX) - 11
 
 _U64 = struct.Struct(">Q")
+_USAGE = struct.Struct(">QQ")
 
 
 def name_fits(name: str) -> bool:
@@ -96,6 +105,21 @@ def decode_role(raw: bytes) -> Role:
         r.name.decode(),
         tuple(Permission(PermissionType(p.permType), p.key, p.range_end) for p in r.keyPermission),
     )
+
+
+def encode_tenant(t: Tenant) -> bytes:
+    return peer_pb2.Tenant(
+        name=t.name,
+        prefix=t.prefix,
+        quota_keys=t.quota_keys,
+        quota_bytes=t.quota_bytes,
+        admins=list(t.admins),
+    ).SerializeToString()
+
+
+def decode_tenant(raw: bytes) -> Tenant:
+    t = peer_pb2.Tenant.FromString(raw)
+    return Tenant(t.name, t.prefix, t.quota_keys, t.quota_bytes, tuple(t.admins))
 
 
 class LmdbAuthBackend:
@@ -253,6 +277,63 @@ class LmdbAuthBackend:
             kid=key.kid, sign_method=key.sign_method.value, public_pem=key.public_pem
         )
         self._put(KEY_PREFIX + key.kid.encode(), record.SerializeToString())
+
+    # --- tenants (Ward's own; see auth.tenants) ---
+
+    def get_tenant(self, name: str) -> Tenant | None:
+        if not name_fits(name):
+            return None
+        raw = self._get(TENANT_PREFIX + name.encode())
+        return None if raw is None else decode_tenant(raw)
+
+    def put_tenant(self, tenant: Tenant) -> None:
+        self._put(TENANT_PREFIX + tenant.name.encode(), encode_tenant(tenant))
+
+    def delete_tenant(self, name: str) -> None:
+        self._delete(TENANT_PREFIX + name.encode())
+        self._delete(USAGE_PREFIX + name.encode())
+
+    def list_tenants(self) -> list[Tenant]:
+        return [decode_tenant(raw) for raw in self._scan(TENANT_PREFIX)]
+
+    def get_usage(self, name: str) -> Usage:
+        raw = self._get(USAGE_PREFIX + name.encode())
+        if raw is None:
+            return Usage()
+        keys, size = _USAGE.unpack(raw)
+        return Usage(keys, size)
+
+    def put_usage(self, name: str, usage: Usage) -> None:
+        # Two fixed-width counters rather than a message: written on every tenant key change.
+        self._put(USAGE_PREFIX + name.encode(), _USAGE.pack(usage.keys, usage.bytes))
+
+    def user_tenant(self, user: str) -> str | None:
+        """The tenant `user` belongs to, or None."""
+        if not name_fits(user):
+            return None
+        raw = self._get(USER_TENANT_PREFIX + user.encode())
+        return None if raw is None else raw.decode()
+
+    def set_user_tenant(self, user: str, tenant: str | None) -> None:
+        key = USER_TENANT_PREFIX + user.encode()
+        if tenant is None:
+            self._delete(key)
+        else:
+            self._put(key, tenant.encode())
+
+    def role_tenant(self, role: str) -> str | None:
+        """The tenant `role` belongs to, or None."""
+        if not name_fits(role):
+            return None
+        raw = self._get(ROLE_TENANT_PREFIX + role.encode())
+        return None if raw is None else raw.decode()
+
+    def set_role_tenant(self, role: str, tenant: str | None) -> None:
+        key = ROLE_TENANT_PREFIX + role.encode()
+        if tenant is None:
+            self._delete(key)
+        else:
+            self._put(key, tenant.encode())
 
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import lmdb
 
@@ -71,6 +71,9 @@ class KVStore:
 
     def __init__(self, backend: Backend) -> None:
         self._b = backend
+        # Told of every change a writer makes (tenant usage and quotas, server.tenant_apply);
+        # None costs nothing.
+        self.observer: KVObserver | None = None
 
     # ---- metadata ----
 
@@ -248,15 +251,25 @@ class KVStore:
         return h
 
 
+class KVObserver(Protocol):
+    """Told of each change inside the write transaction, before the writer goes on; raising
+    `EtcdError` refuses the entry (its child transaction is rolled back)."""
+
+    def put(self, txn: lmdb.Transaction, key: bytes, value: bytes, prev: Item | None) -> None: ...
+
+    def deleted(self, txn: lmdb.Transaction, item: Item) -> None: ...
+
+
 class KVWriter:
     """The changes of one write transaction: one main revision, a sub-revision per change."""
 
-    __slots__ = ("_b", "_store", "_txn", "base", "rev", "sub")
+    __slots__ = ("_b", "_observer", "_store", "_txn", "base", "rev", "sub")
 
     def __init__(self, store: KVStore, txn: lmdb.Transaction) -> None:
         self._store = store
         self._b = store._b
         self._txn = txn
+        self._observer = store.observer
         self.base = store.current_revision(txn)
         self.rev = self.base + 1
         self.sub = 0
@@ -295,6 +308,8 @@ class KVWriter:
         txn.put(key, rev, db=b.keyrev, dupdata=True)
         if lease and (prev is None or prev.lease != lease):
             txn.put(_LEASE.pack(lease) + key, b"", db=b.leasekeys)
+        if self._observer is not None:
+            self._observer.put(txn, key, value, prev)
         return prev
 
     def delete_range(self, key: bytes, end: bytes) -> list[Item]:
@@ -315,6 +330,8 @@ class KVWriter:
         txn.put(item.key, rev, db=b.keyrev, dupdata=True)
         if item.lease:
             txn.delete(_LEASE.pack(item.lease) + item.key, db=b.leasekeys)
+        if self._observer is not None:
+            self._observer.deleted(txn, item)
 
     def finish(self) -> int:
         """Record the new revision if anything changed; returns the revision after the txn."""

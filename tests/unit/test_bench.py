@@ -283,6 +283,38 @@ def test_rss_sums_the_whole_process_tree() -> None:
     assert tree_rss_bytes(root.pid) == 0
 
 
+def test_rss_and_cpu_sum_over_several_roots() -> None:
+    # A cluster's members are separate process groups: every root's tree counts, once.
+    roots = [
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)
+    ]
+    try:
+        pids = tuple(r.pid for r in roots)
+        assert sorted(process_tree(pids)) == sorted(pids)
+        assert process_tree((pids[0], pids[0])) == [pids[0]]
+        assert tree_rss_bytes(pids) == rss_bytes(pids[0]) + rss_bytes(pids[1])
+    finally:
+        for r in roots:
+            r.kill()
+            r.wait()
+    assert process_tree(pids) == []
+
+
+def test_cluster_members_get_etcds_flags_for_a_new_cluster() -> None:
+    from bench.servers import etcd_flags
+
+    single = etcd_flags("bench", Path("/d"), 2379, 2380)
+    assert "--initial-cluster-state" not in single
+    assert single[single.index("--initial-cluster") + 1] == "bench=http://127.0.0.1:2380"
+    cluster = "m0=http://127.0.0.1:2380,m1=http://127.0.0.1:2382"
+    flags = etcd_flags("m1", Path("/d"), 2381, 2382, initial_cluster=cluster)
+    assert flags[flags.index("--initial-cluster") + 1] == cluster
+    assert flags[flags.index("--initial-cluster-state") + 1] == "new"
+    assert flags[flags.index("--listen-peer-urls") + 1] == "http://127.0.0.1:2382"
+    assert flags[flags.index("--listen-client-urls") + 1] == "http://127.0.0.1:2381"
+    assert build_parser().parse_args(["run", "--workload", "put", "--members", "3"]).members == 3
+
+
 # --- a real run ------------------------------------------------------------------------------
 
 

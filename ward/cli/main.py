@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import IO
 
 from ward import __version__
+from ward.cli.authcmd import auth_command, role_command, user_command
 from ward.cli.command import (
     Command,
     Invocation,
@@ -32,13 +33,17 @@ from ward.cli.endpoint import endpoint_command
 from ward.cli.exits import EXIT_ERROR, CliExit
 from ward.cli.flags import FlagSet
 from ward.cli.kv import del_command, get_command, put_command
+from ward.cli.lease import lease_command
 from ward.cli.maintenance import (
     alarm_command,
     compaction_command,
     defrag_command,
     snapshot_command,
 )
+from ward.cli.member import member_command, move_leader_command
+from ward.cli.policy import audit_command, policy_command
 from ward.cli.txn import txn_command
+from ward.cli.watch import watch_command
 
 __all__ = ["build_root", "main", "run"]
 
@@ -97,8 +102,18 @@ def build_root(prog: str = PROG, *, with_pki: bool = True) -> Command:
         alarm_command(),
         defrag_command(),
         endpoint_command(),
+        move_leader_command(),
+        watch_command(),
         Command(use="version", short=f"Prints the version of {prog}", run=_version),
+        lease_command(),
+        member_command(),
         snapshot_command(),
+        auth_command(),
+        user_command(),
+        role_command(),
+        # Ward's own: declarative policies and the audit log.
+        policy_command(),
+        audit_command(),
     )
     if with_pki and importlib.util.find_spec("ward.cli.pki") is not None:
         root.add(

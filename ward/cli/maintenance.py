@@ -25,6 +25,7 @@ from ward.cli.exits import (
 )
 from ward.cli.flags import Flag, Kind
 from ward.cli.gofmt import GoParseError, parse_int
+from ward.cli.snapshot import snapshot_restore_command, snapshot_status_command
 from ward.errors import ClientConfigError, EtcdError
 
 __all__ = ["alarm_command", "compaction_command", "defrag_command", "snapshot_command"]
@@ -177,14 +178,16 @@ def _os_error(path: str, exc: OSError, op: str = "open") -> str:
 
 
 def snapshot_command() -> Command:
-    """The `snapshot` group (save only: restore and status read etcd's bbolt files)."""
+    """The `snapshot` group: save (here), status and restore (`ward.cli.snapshot`)."""
     group = Command(use="snapshot <subcommand>", short="Manages etcd node snapshots")
     group.add(
         Command(
             use="save <filename>",
             short="Stores an etcd node backend snapshot to a given file",
             run=_run_snapshot_save,
-        )
+        ),
+        snapshot_restore_command(),
+        snapshot_status_command(),
     )
     return group
 
