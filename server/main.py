@@ -19,6 +19,7 @@ from server.datadir import DataDirError
 from server.server import Member, ServerOptions
 from server.state import API_VERSION, WARD_VERSION
 from server.tls import TLSSetupError, cipher_suites_value, client_listener_tls, use_cipher_suites
+from server.tls.peer import peer_tls
 
 log = logging.getLogger("ward.main")
 
@@ -56,6 +57,7 @@ def options_from_config(cfg: Config) -> ServerOptions:
         initial_cluster_state=cfg.initial_cluster_state,
         listen_peer=tuple(_peer_listen(cfg)),
         strict_reconfig=cfg.strict_reconfig_check,
+        peer_tls=peer_tls(cfg),
         heartbeat_ms=cfg.heartbeat_interval,
         election_ms=cfg.election_timeout,
         snapshot_count=cfg.snapshot_count,
@@ -80,13 +82,8 @@ def options_from_config(cfg: Config) -> ServerOptions:
 
 
 def _peer_listen(cfg: Config) -> list[str]:
-    out = []
-    for u in cfg.listen_peer_urls:
-        if u.is_tls:
-            # Peer TLS arrives with the PKI work; until then https:// peers are refused.
-            raise ConfigError(f"{u}: TLS peer listeners are not supported yet; use http://")
-        out.append(u.hostport)
-    return out
+    # The transport takes URLs: https:// ones get the peer TLS credentials.
+    return [str(u) for u in cfg.listen_peer_urls]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,8 @@ from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
 from server.tenancy import namespaced
 from server.tls import ClientListeners, ListenerTLS, prepare
+from server.tls.guard import CertGuardInterceptor
+from server.tls.peer import PeerTLS
 from server.watch import RevisionClock
 from server.worker import WorkerArgs
 from server.worker import main as worker_main
@@ -93,6 +95,8 @@ class ServerOptions:
     initial_cluster_state: str = "new"
     listen_peer: tuple[str, ...] = ("localhost:2380",)
     strict_reconfig: bool = True
+    # TLS of the peer listener and of connections to peers (None: http:// peer URLs).
+    peer_tls: PeerTLS | None = None
     heartbeat_ms: int = 100
     election_ms: int = 1000
     snapshot_count: int = 100_000
@@ -427,7 +431,14 @@ class Member:
         assert self.driver is not None and self.membership is not None
         o = self.options
         driver, membership = self.driver, self.membership
+        tls = o.peer_tls
+        if tls is not None:
+            tls.prepare()  # Ward's own peer certificate, made once in the data directory
         self.transport = PeerTransport(
+            server_credentials=None if tls is None else tls.server_credentials(),
+            channel_credentials=None if tls is None else tls.channel_credentials(),
+            # CRL and allowed CN/host names, checked on every peer RPC as on client listeners.
+            interceptors=() if tls is None else (CertGuardInterceptor(tls.guard()),),
             member_id=membership.member_id,
             cluster_id=membership.cluster_id,
             on_message=driver.step,

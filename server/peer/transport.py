@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -303,7 +303,9 @@ class PeerTransport:
         server_credentials: grpc.ServerCredentials | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
+        self._interceptors = list(interceptors)
         self.member_id = member_id
         # Public and writable: a member joining an existing cluster learns the ID from its
         # first call (made with 0, "unknown"), then sets it here.
@@ -334,7 +336,7 @@ class PeerTransport:
         "http://host:port" / "https://host:port" as etcd's --listen-peer-urls. Port 0 binds a
         free port.
         """
-        server = grpc.aio.server(options=_server_options())
+        server = grpc.aio.server(options=_server_options(), interceptors=self._interceptors)
         server.add_generic_rpc_handlers(
             (
                 grpc.method_handlers_generic_handler(
