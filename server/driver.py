@@ -132,6 +132,10 @@ class Driver:
         self._read_ready: list[tuple[int, list[asyncio.Future[None]]]] = []
         self._exclusive: list[tuple[Callable[[], object], asyncio.Future[object]]] = []
         self._waiters: dict[int, asyncio.Future[bytes]] = {}
+        # For /metrics: proposals refused or timed out (etcd_server_proposals_failed_total),
+        # and a hook given the seconds of each fsync'd commit, on the writer thread.
+        self.proposals_failed = 0
+        self.on_commit: Callable[[float], None] | None = None
         # (deadline, request id) in submission order: the ticker fails what waited too long.
         self._deadlines: deque[tuple[float, int]] = deque()
         self._wake = asyncio.Event()
@@ -159,9 +163,7 @@ class Driver:
         with self._b.read() as txn:
             self.revision = self._applier.kv.current_revision(txn)
         self._header.raft_term = self.raftlog.initial_state()[0].term
-        if self._opts.voters == (self._opts.member_id,) and self.conf_state.voters == (
-            self._opts.member_id,
-        ):
+        if self.conf_state.voters == (self._opts.member_id,):
             # A single voter need not wait out an election timeout to lead.
             self._node.campaign()
         self._tasks = [
@@ -364,6 +366,7 @@ class Driver:
                 # The entry may still commit later (a lost leader, a partition): as in etcd,
                 # the client learns the outcome is unknown, not that it failed.
                 fut.set_exception(errors.TIMEOUT)
+                self.proposals_failed += 1
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -488,6 +491,7 @@ class Driver:
             fut = self._waiters.pop(rid, None)
             if fut is not None and not fut.done():
                 fut.set_exception(errors.NO_LEADER)
+                self.proposals_failed += 1
 
     def _serve_reads(self, rd: Ready) -> None:
         for rs in rd.read_states:
@@ -551,6 +555,7 @@ class Driver:
             fut = self._waiters.pop(rid, None)
             if fut is not None and not fut.done():
                 fut.set_exception(errors.TIMEOUT_DUE_TO_LEADER_FAIL)
+                self.proposals_failed += 1
 
     def _answer(self, results: list[Applied]) -> None:
         sent = self._sent_to
@@ -614,6 +619,9 @@ class Driver:
                 elif last - first > LOG_KEEP_SHORT and self._b.raftlog_bytes(txn) > LOG_MAX_BYTES:
                     # Large entries: bound the log by size too, so it never outgrows the map.
                     self.raftlog.compact(txn, last - LOG_KEEP_SHORT)
+            committing = time.monotonic()  # leaving the block commits (and fsyncs)
+        if self.on_commit is not None:
+            self.on_commit(time.monotonic() - committing)
         return results, changes
 
     def _apply_conf_change(
