@@ -11,7 +11,7 @@ Shape (TOML shown; YAML is the same tree)::
     [[tenants]]
     name = "acme"
     prefix = "/tenants/acme/"
-    quota = { keys = 1000, bytes = 1048576 }
+    quota = { keys = 1000, bytes = 1048576, leases = 100, rps = 500 }
     admins = ["acme-admin"]
 
     [[roles]]
@@ -88,6 +88,9 @@ class Policy:
                     "prefix": t.prefix.hex(),
                     "quota_keys": t.quota_keys,
                     "quota_bytes": t.quota_bytes,
+                    "quota_leases": t.quota_leases,
+                    "quota_watchers": t.quota_watchers,
+                    "quota_rps": t.quota_rps,
                     "admins": list(t.admins),
                 }
                 for t in sorted(self.tenants, key=lambda t: t.name)
@@ -126,6 +129,9 @@ class Policy:
                     int(t["quota_keys"]),
                     int(t["quota_bytes"]),
                     tuple(t["admins"]),
+                    int(t.get("quota_leases", 0)),
+                    int(t.get("quota_watchers", 0)),
+                    int(t.get("quota_rps", 0)),
                 )
                 for t in doc["tenants"]
             )
@@ -257,7 +263,14 @@ def parse(data: Any, source: str = "<policy>") -> Policy:
             continue
         where = _where(source, path, node)
         quota = t.get("quota") or {}
-        q = _fields(quota, ("keys", "bytes"), source, f"{path}.quota", problems)
+        q = _fields(
+            # (A watcher quota is in the model but not enforced yet, so no file can set it.)
+            quota,
+            ("keys", "bytes", "leases", "rps"),
+            source,
+            f"{path}.quota",
+            problems,
+        )
         name = _str(t, "name", where, problems, need=True)
         prefix = _str(t, "prefix", where, problems, need=True).encode()
         if prefix and not valid_prefix(prefix):
@@ -272,6 +285,9 @@ def parse(data: Any, source: str = "<policy>") -> Policy:
                 _int(q, "keys", where, problems),
                 _int(q, "bytes", where, problems),
                 _names(t.get("admins"), where, "admins", problems),
+                _int(q, "leases", where, problems),
+                0,
+                _int(q, "rps", where, problems),
             )
         )
     for i, node in enumerate(_list(top.get("roles"), source, "roles", problems)):
@@ -454,6 +470,17 @@ def relative(tenant: Tenant | None, perm: Permission) -> Permission:
     return Permission(perm.perm_type, ns.strip(perm.key), ns.strip_end(perm.range_end))
 
 
+def _quotas(t: Tenant) -> str:
+    named = {
+        "keys": t.quota_keys,
+        "bytes": t.quota_bytes,
+        "leases": t.quota_leases,
+        "watchers": t.quota_watchers,
+        "rps": t.quota_rps,
+    }
+    return ", ".join(f"{k}<={v}" for k, v in named.items() if v) or "none"
+
+
 def plan(state: AuthState, policy: Policy, *, prune: bool = False) -> list[Change]:
     """What to change so the tables hold the policy; raises `PolicyError` when the result would
     be inconsistent with what the policy leaves alone (overlapping tenant prefixes, references
@@ -469,8 +496,8 @@ def plan(state: AuthState, policy: Policy, *, prune: bool = False) -> list[Chang
                 Change(
                     "put_tenant",
                     t.name,
-                    f"{what} tenant {t.name} (prefix {t.prefix!r}, keys<={t.quota_keys or '-'},"
-                    f" bytes<={t.quota_bytes or '-'}, admins {list(t.admins)})",
+                    f"{what} tenant {t.name} (prefix {t.prefix!r}, quotas {_quotas(t)},"
+                    f" admins {list(t.admins)})",
                     t,
                 )
             )
@@ -591,7 +618,12 @@ def to_data(policy: Policy) -> dict[str, Any]:
             {
                 "name": t.name,
                 "prefix": t.prefix.decode(),
-                "quota": {"keys": t.quota_keys, "bytes": t.quota_bytes},
+                "quota": {
+                    "keys": t.quota_keys,
+                    "bytes": t.quota_bytes,
+                    "leases": t.quota_leases,
+                    "rps": t.quota_rps,
+                },
                 "admins": list(t.admins),
             }
             for t in policy.tenants

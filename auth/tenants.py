@@ -46,13 +46,19 @@ class Tenant:
     quota_keys: int = 0
     quota_bytes: int = 0
     admins: tuple[str, ...] = ()
+    # Leases held at once (enforced where entries apply); requests per second (enforced by
+    # each serving process on its own); watchers: reserved, not enforced yet.
+    quota_leases: int = 0
+    quota_watchers: int = 0
+    quota_rps: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError("tenant name must be a non-empty str")
         if not isinstance(self.prefix, bytes) or not valid_prefix(self.prefix):
             raise ValueError(f"tenant {self.name}: prefix must be non-empty and not all 0xff")
-        if self.quota_keys < 0 or self.quota_bytes < 0:
+        quotas = (self.quota_keys, self.quota_bytes, self.quota_leases)
+        if min(*quotas, self.quota_watchers, self.quota_rps) < 0:
             raise ValueError(f"tenant {self.name}: quotas cannot be negative")
         object.__setattr__(self, "admins", tuple(sorted(set(self.admins))))
 

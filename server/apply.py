@@ -96,6 +96,10 @@ class Applier:
         """Apply entries of request kind `kind` (an `Entry` oneof field) with `handler`."""
         self._handlers[kind] = handler
 
+    def handler(self, kind: str) -> Callable[[lmdb.Transaction, KVWriter, Any], bytes]:
+        """The handler of request kind `kind` (to wrap it)."""
+        return self._handlers[kind]
+
     def apply(self, txn: lmdb.Transaction, data: bytes) -> Applied:
         entry = peer_pb2.Entry.FromString(data)
         kind = entry.WhichOneof("request")

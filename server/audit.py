@@ -105,14 +105,30 @@ class AuditLog:
 
     __call__ = record
 
-    def _append(self, event: str, fields: dict[str, Any]) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
+    def _open_locked(self) -> int:
+        """The log file, opened and locked; the current one, even if another process rotated
+        it while this one waited for the lock (a line in the old file would fork the chain)."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                return fd
+            os.close(fd)
+
+    def _append(self, event: str, fields: dict[str, Any]) -> None:
+        fd = self._open_locked()
+        try:
             size = os.fstat(fd).st_size
-            seq, prev = self._last(fd, size)
             if self._max_size and size >= self._max_size:
                 fd = self._rotate(fd)
+                size = os.fstat(fd).st_size
+            # Read under the lock of the file written to: the chain goes on from its last line
+            # (or, in a file just rotated, from the last line of the one before).
+            seq, prev = self._last(fd, size)
             record: dict[str, Any] = {
                 "seq": seq + 1,
                 "time": round(time.time(), 6),
@@ -130,9 +146,20 @@ class AuditLog:
 
     def _last(self, fd: int, size: int) -> tuple[int, str]:
         if size == 0:
+            rotated = self.path.with_name(f"{self.path.name}.1")
+            try:
+                with open(rotated, "rb") as f:
+                    f.seek(0, os.SEEK_END)
+                    end = f.tell()
+                    f.seek(max(0, end - _TAIL_READ))
+                    tail = f.read()
+            except FileNotFoundError:
+                return 0, _genesis(self._key)
+        else:
+            start = max(0, size - _TAIL_READ)
+            tail = os.pread(fd, size - start, start)
+        if not tail.strip():
             return 0, _genesis(self._key)
-        start = max(0, size - _TAIL_READ)
-        tail = os.pread(fd, size - start, start)
         line = tail.rstrip(b"\n").rsplit(b"\n", 1)[-1]
         last = json.loads(line)
         return int(last["seq"]), str(last["mac"])

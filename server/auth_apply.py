@@ -50,6 +50,7 @@ from server.tenant_apply import (
     TenantAuthHooks,
     check_auth_change,
     header_fn,
+    lease_quota,
 )
 from server.wire import field_message
 from wardpb.peerpb import peer_pb2
@@ -150,6 +151,10 @@ class AuthApplier:
             applier.register(kind, self._apply_command(kind))
         applier.register("auth_publish_key", self._publish_key)
         applier.register("policy_apply", self._policy_apply)
+        grant = lease_quota(
+            self._access, applier.handler("lease_grant"), applier.lease_exists, lambda: self._caller
+        )
+        applier.register("lease_grant", grant)
         self._kv.observer = self.quota
 
     def check(

@@ -42,6 +42,7 @@ PUSH_READ_MODE = 24  # payload: u64 1 when linearizable reads need a read index,
 PAUSED = 3  # payload: u64 sequence of the PUSH_PAUSE this answers
 SERVING = 4  # the worker's listeners are up
 READ_INDEX = 5  # answered once the core applied everything committed when it arrived
+COUNTERS = 6  # request id 0, unanswered; payload: the worker's RPC counters (server.metrics)
 
 _U64 = struct.Struct(">Q")
 
@@ -136,6 +137,11 @@ class CoreLink:
     async def paused(self, seq: int) -> None:
         await self._request(PAUSED, _U64.pack(seq))
 
+    def notify(self, kind: int, payload: bytes) -> None:
+        """A frame the core does not answer (request id 0)."""
+        if not self.closed.is_set():
+            self._w.write(frame(0, kind, payload))
+
     async def call(self, method: str, request: bytes, info: CallInfo) -> bytes:
         head = _strs(
             method.encode(), info.peer.encode(), info.token.encode(), info.common_name.encode()
@@ -169,6 +175,9 @@ class WorkerHub:
         self._pause_seq = 0
         self._paused: set[asyncio.StreamWriter] = set()
         self._all_paused = asyncio.Event()
+        # Each link's last COUNTERS push, kept after the link ends (totals never go back).
+        self.counters: dict[int, bytes] = {}
+        self._links = itertools.count(1)
 
     async def start(self, path: str) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=path)
@@ -213,11 +222,15 @@ class WorkerHub:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        link = next(self._links)
         try:
             while True:
                 rid, kind, payload = await read_frame(reader)
                 if kind == PROPOSE:
                     self._propose_frame(writer, rid, payload)
+                    continue
+                if kind == COUNTERS:
+                    self.counters[link] = payload
                     continue
                 task = asyncio.create_task(self._handle(writer, rid, kind, payload))
                 self._tasks.add(task)

@@ -8,6 +8,8 @@ increments. Process metrics come from /proc, as Go's process collector reads the
 from __future__ import annotations
 
 import asyncio
+import bisect
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +22,7 @@ Sample = tuple[Labels, float]
 @dataclass(slots=True)
 class Family:
     name: str
-    kind: str  # "counter" or "gauge"
+    kind: str  # "counter", "gauge" or "histogram"
     help: str
     collect: Callable[[], Iterable[Sample]]
 
@@ -59,12 +61,48 @@ class Registry:
             out.append(f"# HELP {f.name} {f.help}")
             out.append(f"# TYPE {f.name} {f.kind}")
             for labels, value in samples:
+                name = f.name
+                if labels and labels[0][0] == "":  # a histogram's series: _bucket, _sum, _count
+                    name += labels[0][1]
+                    labels = labels[1:]
                 if labels:
                     inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
-                    out.append(f"{f.name}{{{inner}}} {_number(value)}")
+                    out.append(f"{name}{{{inner}}} {_number(value)}")
                 else:
-                    out.append(f"{f.name} {_number(value)}")
+                    out.append(f"{name} {_number(value)}")
         return ("\n".join(out) + "\n").encode()
+
+
+def exponential_buckets(start: float, factor: float, count: int) -> tuple[float, ...]:
+    """Prometheus's ExponentialBuckets (etcd's disk histograms: 0.001, 2, 14)."""
+    return tuple(start * factor**i for i in range(count))
+
+
+class Histogram:
+    """A Prometheus histogram without labels. `observe` may run on another thread (the
+    driver's writer): each update is a few list and float operations under the GIL, and a
+    scrape that reads mid-update is off by one observation at most."""
+
+    __slots__ = ("_bounds", "_counts", "_sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def samples(self) -> Iterable[Sample]:
+        total = 0
+        for bound, n in zip(self._bounds, self._counts, strict=False):
+            total += n
+            yield (("", "_bucket"), ("le", _number(bound))), total
+        total += self._counts[-1]
+        yield (("", "_bucket"), ("le", "+Inf")), total
+        yield (("", "_sum"),), self._sum
+        yield (("", "_count"),), total
 
 
 class RPCCounters:
@@ -84,13 +122,51 @@ class RPCCounters:
         k = (kind, service, method, code)
         self.handled[k] = self.handled.get(k, 0) + 1
 
-    def register(self, reg: Registry) -> None:
+    def total(self) -> int:
+        """Changes whenever a counter does (workers push only then)."""
+        return sum(self.started.values()) + sum(self.handled.values())
+
+    def encode(self) -> bytes:
+        """This process's counters, as a worker pushes them to the core (`ipc.COUNTERS`)."""
+        return json.dumps(
+            {
+                "started": [[*k, n] for k, n in self.started.items()],
+                "handled": [[*k, n] for k, n in self.handled.items()],
+            }
+        ).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> RPCCounters:
+        out = cls()
+        try:
+            value = json.loads(data)
+            out.started = {(t, s, m): int(n) for t, s, m, n in value["started"]}
+            out.handled = {(t, s, m, c): int(n) for t, s, m, c, n in value["handled"]}
+        except (ValueError, KeyError, TypeError):
+            pass  # a malformed push counts as nothing
+        return out
+
+    def register(
+        self, reg: Registry, others: Callable[[], Iterable[RPCCounters]] = lambda: ()
+    ) -> None:
+        """Register this process's counters summed with `others` (the workers' last pushes)."""
+
+        def merged() -> tuple[dict[tuple[str, ...], int], dict[tuple[str, ...], int]]:
+            started: dict[tuple[str, ...], int] = dict(self.started)
+            handled: dict[tuple[str, ...], int] = dict(self.handled)
+            for o in others():
+                for k, n in o.started.items():
+                    started[k] = started.get(k, 0) + n
+                for k2, n in o.handled.items():
+                    handled[k2] = handled.get(k2, 0) + n
+            return started, handled
+
         def started() -> Iterable[Sample]:
-            for (t, s, m), n in sorted(self.started.items()):
+            for (t, s, m), n in sorted(merged()[0].items()):
                 yield (("grpc_method", m), ("grpc_service", s), ("grpc_type", t)), n
 
         def handled() -> Iterable[Sample]:
-            for (t, s, m, c), n in sorted(self.handled.items()):
+            for (t, s, m, c), n in sorted(merged()[1].items()):
                 yield (
                     (("grpc_code", c), ("grpc_method", m), ("grpc_service", s), ("grpc_type", t)),
                     n,
@@ -116,8 +192,11 @@ def grpc_code_name(code: object) -> str:
     return "".join(p.capitalize() for p in name.split("_")).replace("Ok", "OK")
 
 
-# Counters of this process's RPCs (the core process serves /metrics; see docs/operations.md).
+# Counters of this process's RPCs. The core process serves /metrics: workers push theirs to
+# it over their link every COUNTER_PUSH_S when they changed (server/worker.py), and the core
+# adds each worker's last push to its own (docs/architecture.md, "HTTP endpoints").
 RPC = RPCCounters()
+COUNTER_PUSH_S = 1.0
 
 
 class LeaderWatch:

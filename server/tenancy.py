@@ -15,13 +15,17 @@ refuses it, not turned into the tenant's prefix.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from auth.tenants import Namespace
+import grpc
+
+from auth.tenants import Namespace, Tenant
 from server.access import Access
 from server.api.rpc import CallInfo
 from server.api.validate import check_delete, check_put, check_range
+from server.errors import EtcdError
 from wardpb.etcdserverpb import rpc_pb2
 from wardpb.mvccpb import kv_pb2
 from wardpb.v3electionpb import v3election_pb2 as epb
@@ -134,13 +138,41 @@ def strip_watch(ns: Namespace, resp: rpc_pb2.WatchResponse) -> None:
             strip_kv(ns, ev.prev_kv)
 
 
+# --- requests per second ---
+
+TENANT_RPS_QUOTA = EtcdError(
+    grpc.StatusCode.RESOURCE_EXHAUSTED, "ward: tenant quota exceeded: too many requests"
+)
+
+
+class RateLimits:
+    """Each tenant's requests per second in this serving process: a token bucket per tenant
+    (rate and burst `quota_rps`), so a busy tenant is refused without slowing the others."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def admit(self, tenant: Tenant) -> None:
+        rate = tenant.quota_rps
+        if not rate:
+            return
+        now = self._clock()
+        tokens, last = self._buckets.get(tenant.name, (float(rate), now))
+        tokens = min(float(rate), tokens + (now - last) * rate)
+        if tokens < 1.0:
+            self._buckets[tenant.name] = (tokens, now)
+            raise TENANT_RPS_QUOTA
+        self._buckets[tenant.name] = (tokens - 1.0, now)
+
+
 # --- the wrapping ---
 
 
 class _Unary:
     """A unary handler that maps the request and strips the response for tenant callers."""
 
-    __slots__ = ("_access", "_fn", "_into", "_out", "_req", "_resp")
+    __slots__ = ("_access", "_fn", "_into", "_limits", "_out", "_req", "_resp")
 
     def __init__(
         self,
@@ -150,8 +182,10 @@ class _Unary:
         resp: Any,
         into: Callable[[Namespace, Any], None],
         out: Callable[[Namespace, Any], None] | None,
+        limits: RateLimits,
     ) -> None:
         self._access = access
+        self._limits = limits
         self._fn = fn
         self._req = req
         self._resp = resp
@@ -172,6 +206,7 @@ class _Unary:
         _info, tenant = await self._access.caller_tenant(call, remember=True)
         if tenant is None:
             return await self._fn(request, call)
+        self._limits.admit(tenant)
         ns = tenant.namespace
         r = self._req.FromString(request)
         self._into(ns, r)
@@ -367,6 +402,7 @@ def namespaced(
     A process wraps only what it answers itself: a call it forwards to the core is mapped there.
     """
     out = {svc: dict(methods) for svc, methods in impls.items()}
+    limits = RateLimits()
     for svc in services:
         methods = out.get(svc)
         if not methods:
@@ -374,7 +410,7 @@ def namespaced(
         for name, fn in list(methods.items()):
             spec = _UNARY.get((svc, name))
             if spec is not None:
-                methods[name] = _Unary(access, fn, *spec)  # type: ignore[arg-type]
+                methods[name] = _Unary(access, fn, *spec, limits)  # type: ignore[arg-type]
             elif (svc, name) == ("etcdserverpb.Watch", "Watch"):
                 methods[name] = _watch(access, fn)  # type: ignore[arg-type]
             elif (svc, name) == ("v3electionpb.Election", "Observe"):

@@ -41,6 +41,7 @@ from server.errors import EtcdError, from_auth
 from server.storage.authdb import LmdbAuthBackend
 from server.storage.mvcc import Item, KVStore, KVWriter
 from server.wire import field_message
+from wardpb.etcdserverpb import rpc_pb2
 from wardpb.peerpb import peer_pb2
 from wardpb.policypb import policy_pb2
 
@@ -49,6 +50,9 @@ TENANT_KEY_QUOTA = EtcdError(
 )
 TENANT_BYTE_QUOTA = EtcdError(
     grpc.StatusCode.RESOURCE_EXHAUSTED, "ward: tenant quota exceeded: too many bytes"
+)
+TENANT_LEASE_QUOTA = EtcdError(
+    grpc.StatusCode.RESOURCE_EXHAUSTED, "ward: tenant quota exceeded: too many leases"
 )
 
 
@@ -235,6 +239,43 @@ class QuotaObserver:
             self._db.put_usage(
                 tenant.name, Usage(max(usage.keys - 1, 0), max(usage.bytes - size, 0))
             )
+
+
+def lease_quota(
+    access: Access,
+    grant: Callable[[lmdb.Transaction, KVWriter, Any], bytes],
+    lease_exists: Callable[[lmdb.Transaction, int], bool],
+    caller: Callable[[], str],
+) -> Callable[[lmdb.Transaction, KVWriter, Any], bytes]:
+    """`grant` (the lease_grant handler) holding a tenant user's tenant to its lease quota.
+
+    The tenant's leases are recorded as they are granted; those revoked or expired since are
+    forgotten when the next grant counts them (at most the quota of them), so nothing else on
+    the apply path needs to know about tenants.
+    """
+    db = access.db
+
+    def apply(txn: lmdb.Transaction, w: KVWriter, r: Any) -> bytes:
+        name = caller()
+        with db.bound(txn):
+            tname = db.user_tenant(name) if name else None
+            tenant = db.get_tenant(tname) if tname is not None else None
+            if tenant is None or not tenant.quota_leases:
+                return grant(txn, w, r)
+            held = 0
+            for lease in db.tenant_leases(tenant.name):
+                if lease_exists(txn, lease):
+                    held += 1
+                else:
+                    db.set_tenant_lease(tenant.name, lease, False)
+            if held >= tenant.quota_leases:
+                raise TENANT_LEASE_QUOTA
+            resp = grant(txn, w, r)
+            granted = rpc_pb2.LeaseGrantResponse.FromString(resp).ID
+            db.set_tenant_lease(tenant.name, granted, True)
+            return resp
+
+    return apply
 
 
 # --- policies ---

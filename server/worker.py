@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import grpc
 import uvloop
 
-from server import logs
+from server import logs, metrics
 from server.api.election import ElectionService
 from server.api.kv import KVService
 from server.api.lease import INTERNAL_SERVICE, KEEPALIVE_ONCE, keep_alive_stream
@@ -29,7 +29,15 @@ from server.api.rpc import CallInfo, generic_handlers
 from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
 from server.authsetup import TOKEN_INFO_METHOD, WorkerAuth, worker_access
-from server.ipc import PUSH_PAUSE, PUSH_READ_MODE, PUSH_RESUME, PUSH_REV, PUSH_TERM, CoreLink
+from server.ipc import (
+    COUNTERS,
+    PUSH_PAUSE,
+    PUSH_READ_MODE,
+    PUSH_RESUME,
+    PUSH_REV,
+    PUSH_TERM,
+    CoreLink,
+)
 from server.state import MemberInfo, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
@@ -173,11 +181,24 @@ async def _serve(args: WorkerArgs) -> None:
     await server.start()
     await link.serving()
     log.debug("worker serving", extra={"worker": args.index, "pid": os.getpid()})
+    counters = asyncio.create_task(_push_counters(link))
     await link.closed.wait()
+    counters.cancel()
     del link_task
     # The core is gone or going: nothing this worker holds is worth a graceful stop, and a
     # worker must never outlive its core (it would serve reads nobody updates).
     os._exit(0)
+
+
+async def _push_counters(link: CoreLink) -> None:
+    """This worker's RPC counters to the core, which serves /metrics for the member."""
+    sent = 0
+    while True:
+        await asyncio.sleep(metrics.COUNTER_PUSH_S)
+        total = metrics.RPC.total()
+        if total != sent:
+            sent = total
+            link.notify(COUNTERS, metrics.RPC.encode())
 
 
 def _forward(link: CoreLink, path: str):  # type: ignore[no-untyped-def]

@@ -190,9 +190,13 @@ class WatchService:
                 else:
                     self._handle(req, st, None)
                 st.wake.set()
-        finally:
+        except Exception:
+            # A broken or undecodable request stream ends the watch stream.
             st.closed = True
             st.wake.set()
+            raise
+        # The client closed its sending side only: as etcd, keep sending events until it
+        # cancels the call.
 
     async def _permitted(
         self, c: rpc_pb2.WatchCreateRequest, call: CallInfo

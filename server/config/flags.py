@@ -104,11 +104,11 @@ _W = Disposition.WARD
 _I = Disposition.IGNORED
 _R = Disposition.REFUSED
 
-# Ward is TLS-first: where etcd defaults to http, Ward serves clients on https with certificates
-# from its own CA in the data directory (plaintext only on http:// URLs the operator writes).
-# The peer default follows once the peer transport takes server.tls's peer credentials.
+# Ward is TLS-first: where etcd defaults to http, Ward serves clients and peers on https with
+# certificates from its own CA in the data directory (plaintext only on http:// URLs the
+# operator writes).
 DEFAULT_CLIENT_URL = URL("https", "localhost", 2379)
-DEFAULT_PEER_URL = URL("http", "localhost", 2380)
+DEFAULT_PEER_URL = URL("https", "localhost", 2380)
 DEFAULT_NAME = "default"
 DATA_DIR_SUFFIX = ".ward"
 

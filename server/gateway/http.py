@@ -91,6 +91,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 ContextSource = Callable[[], ssl.SSLContext]
 
 HANDSHAKE_TIMEOUT_S = 10.0
+LINGER_S = 2.0  # after a refused handshake, how long the client may take to close
 _TLS_READ = 65536
 
 
@@ -124,10 +125,20 @@ class TLSStream:
             except ssl.SSLError:
                 self._flush()  # the alert: the client learns why
                 with contextlib.suppress(Exception):
-                    await self._raw_w.drain()
+                    await asyncio.wait_for(self._linger(), LINGER_S)
                 raise
             self._flush()  # the last flight, and TLS 1.3 session tickets
             return
+
+    async def _linger(self) -> None:
+        """Send the alert and a FIN, then read what the client still sends until it closes:
+        closing with its request unread would make the kernel send a reset, which can reach
+        the client before it reads the alert."""
+        await self._raw_w.drain()
+        if self._raw_w.can_write_eof():
+            self._raw_w.write_eof()
+        while await self._raw_r.read(_TLS_READ):
+            pass
 
     def _flush(self) -> None:
         data = self._out.read()

@@ -127,7 +127,40 @@ def member_registry(member: Member, leaders: metrics.LeaderWatch) -> Registry:
         "Ward: Raft messages dropped on a full queue or a broken stream.",
         lambda: peer("dropped_messages", "To"),
     )
-    metrics.RPC.register(reg)
+    reg.counter(
+        "etcd_server_proposals_failed_total",
+        "The total number of failed proposals seen.",
+        lambda: d.proposals_failed,
+    )
+    # One lmdb commit makes the Raft log and the applied state durable together (one fsync):
+    # it is both etcd's WAL fsync and its backend commit, so both histograms observe it.
+    wal = metrics.Histogram(metrics.exponential_buckets(0.001, 2, 14))
+    commit = metrics.Histogram(metrics.exponential_buckets(0.001, 2, 14))
+
+    def on_commit(seconds: float) -> None:
+        wal.observe(seconds)
+        commit.observe(seconds)
+
+    d.on_commit = on_commit
+    reg.add(
+        "etcd_disk_wal_fsync_duration_seconds",
+        "histogram",
+        "The latency distributions of fsync called by WAL.",
+        wal.samples,
+    )
+    reg.add(
+        "etcd_disk_backend_commit_duration_seconds",
+        "histogram",
+        "The latency distributions of commit called by backend.",
+        commit.samples,
+    )
+    hub = member.hub
+
+    def workers() -> list[metrics.RPCCounters]:
+        pushed = list(hub.counters.values()) if hub is not None else []
+        return [metrics.RPCCounters.decode(p) for p in pushed]
+
+    metrics.RPC.register(reg, workers)
     metrics.register_process(reg)
     return reg
 

@@ -15,7 +15,8 @@ Layout (keys are ASCII prefixes, so users, roles and keys list by cursor):
 - `jwtkey/<kid>`: a `wardpeerpb.AuthPublishKey`, a member's public JWT verification key;
 - `tenant/<name>`: a `wardpeerpb.Tenant`; `tenantuse/<name>`: its live keys and their bytes
   (two 8-byte big-endian counters);
-- `usertenant/<user>`, `roletenant/<role>`: the tenant a user or role belongs to (absent: none).
+- `usertenant/<user>`, `roletenant/<role>`: the tenant a user or role belongs to (absent: none);
+- `tenantlease/<tenant>/<lease ID>`: a lease a tenant user granted (for the lease quota).
 
 `LmdbAuthBackend` is `auth.AuthBackend` over these tables. A caller binds it to the transaction
 it works in (`bound(txn)`, per thread); unbound calls read from a short read transaction of their
@@ -52,12 +53,14 @@ TENANT_PREFIX = b"tenant/"
 USAGE_PREFIX = b"tenantuse/"
 USER_TENANT_PREFIX = b"usertenant/"
 ROLE_TENANT_PREFIX = b"roletenant/"
+TENANT_LEASE_PREFIX = b"tenantlease/"
 
 # The longest user or role name, in UTF-8 bytes, that fits an lmdb key with its prefix.
 MAX_NAME_BYTES = MAX_KEY_SIZE - len(USER_PREFIX) - 11
 
 _U64 = struct.Struct(">Q")
 _USAGE = struct.Struct(">QQ")
+_I64 = struct.Struct(">q")
 
 
 def name_fits(name: str) -> bool:
@@ -114,12 +117,24 @@ def encode_tenant(t: Tenant) -> bytes:
         quota_keys=t.quota_keys,
         quota_bytes=t.quota_bytes,
         admins=list(t.admins),
+        quota_leases=t.quota_leases,
+        quota_watchers=t.quota_watchers,
+        quota_rps=t.quota_rps,
     ).SerializeToString()
 
 
 def decode_tenant(raw: bytes) -> Tenant:
     t = peer_pb2.Tenant.FromString(raw)
-    return Tenant(t.name, t.prefix, t.quota_keys, t.quota_bytes, tuple(t.admins))
+    return Tenant(
+        t.name,
+        t.prefix,
+        t.quota_keys,
+        t.quota_bytes,
+        tuple(t.admins),
+        t.quota_leases,
+        t.quota_watchers,
+        t.quota_rps,
+    )
 
 
 class LmdbAuthBackend:
@@ -306,6 +321,26 @@ class LmdbAuthBackend:
     def put_usage(self, name: str, usage: Usage) -> None:
         # Two fixed-width counters rather than a message: written on every tenant key change.
         self._put(USAGE_PREFIX + name.encode(), _USAGE.pack(usage.keys, usage.bytes))
+
+    def tenant_leases(self, tenant: str) -> list[int]:
+        """The leases granted by the tenant's users (some may be gone since)."""
+        prefix = TENANT_LEASE_PREFIX + tenant.encode() + b"/"
+        out: list[int] = []
+        with self._txn() as txn:
+            cur = txn.cursor(db=self._b.auth)
+            if cur.set_range(prefix):
+                for k in cur.iternext(values=False):
+                    if not bytes(k).startswith(prefix):
+                        break
+                    out.append(_I64.unpack(bytes(k)[len(prefix) :])[0])
+        return out
+
+    def set_tenant_lease(self, tenant: str, lease: int, held: bool) -> None:
+        key = TENANT_LEASE_PREFIX + tenant.encode() + b"/" + _I64.pack(lease)
+        if held:
+            self._put(key, b"")
+        else:
+            self._delete(key)
 
     def user_tenant(self, user: str) -> str | None:
         """The tenant `user` belongs to, or None."""

@@ -258,7 +258,7 @@ def _rewrite(image: Backend, txn: lmdb.Transaction, plan: RestorePlan) -> Snapsh
     for m in plan.members:
         table.put(txn, m)
     cur = txn.cursor(db=image.auth)
-    while cur.set_range(_JWT_KEY_PREFIX) and cur.key().startswith(_JWT_KEY_PREFIX):
+    while cur.set_range(_JWT_KEY_PREFIX) and bytes(cur.key()).startswith(_JWT_KEY_PREFIX):
         cur.delete()
     conf = ConfState(voters=tuple(sorted(m.ID for m in plan.members)), learners=())
     meta = SnapshotMetadata(conf_state=conf, index=index, term=_RESTORED_TERM)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
+from pki import PKIStore
 from tests.e2e.tls_helpers import Credentials, ctl, log_records
 from tests.e2e.ward_process import REPO, ServerStartError, WardProcess, _clean_environ
 
@@ -142,6 +145,52 @@ def test_a_three_member_cluster_runs_on_the_scripts_certificates(tmp_path: Path)
         # Peer connections are mutual TLS: a member never logs a refused peer here.
         for w in members:
             assert not log_records(w, "refused a peer certificate")
+    finally:
+        for w in members:
+            w.stop()
+
+
+@pytest.mark.slow
+def test_peer_auto_tls_members_sharing_a_ca_verify_each_other(tmp_path: Path) -> None:
+    # etcd's --peer-auto-tls makes self-signed certificates nobody checks; Ward's come from the
+    # data directory's CA, so members verify each other once they share it.
+    shared = PKIStore(tmp_path / "shared")
+    shared.init_ca(common_name="Cluster CA")
+    members = []
+    for n in ("m1", "m2", "m3"):
+        d = tmp_path / n
+        d.mkdir()
+        w = WardProcess(d, workers=1, name=n)
+        pki = w.data_dir / "pki"
+        pki.mkdir(parents=True, mode=0o700)
+        w.data_dir.chmod(0o700)
+        for f in ("ca.crt", "ca.key"):
+            shutil.copy2(shared.directory / f, pki / f)
+        members.append(w)
+    peers = {w.name: f"https://127.0.0.1:{w.peer_port}" for w in members}
+    cluster = ",".join(f"{n}={u}" for n, u in peers.items())
+    try:
+        for w in members:
+            client = f"https://127.0.0.1:{w.client_port}"
+            w.start(
+                "--name", w.name, "--data-dir", str(w.data_dir),
+                "--listen-peer-urls", peers[w.name],
+                "--initial-advertise-peer-urls", peers[w.name],
+                "--initial-cluster", cluster,
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--peer-auto-tls", "--peer-cert-allowed-cn", "m1,m2,m3",
+                "--workers", "1", "--heartbeat-interval", "50", "--election-timeout", "500",
+                base_flags=False, wait=False,
+            )  # fmt: skip
+        for w in members:
+            w.wait_ready(timeout=60)
+        pki = members[0].data_dir / "pki"
+        admin = Credentials(pki / "ca.crt", pki / "client-root.crt", pki / "client-root.key")
+        listed = ctl(f"https://127.0.0.1:{members[0].client_port}", admin, "member", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert len(listed.stdout.strip().splitlines()) == 3
+        peer = x509.load_pem_x509_certificate((pki / "peer.crt").read_bytes())
+        assert peer.subject.rfc4514_string() == "CN=m1"
     finally:
         for w in members:
             w.stop()

@@ -448,3 +448,237 @@ def test_gateway_tls_refuses_as_grpc_does_and_takes_cn_and_tokens_as_the_caller(
         assert ctl(grpc_url, alice, "get", "a/x", "--print-value-only").stdout == "v\n"
     finally:
         ward.stop()
+
+
+@pytest.fixture
+def two_wards(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two fresh single-member Wards: (the first's gateway URL, the second's gRPC endpoint)."""
+    http = free_port()
+    a = WardProcess(tmp_path / "a", workers=1)
+    b = WardProcess(tmp_path / "b", workers=1)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        a.start("--listen-client-http-urls", f"http://127.0.0.1:{http}")
+        b.start()
+        yield f"http://127.0.0.1:{http}", b.endpoint
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_gateway_answers_are_the_grpc_answers(two_wards: tuple[str, str]) -> None:
+    """The same requests, in the same order, to one Ward over the gateway and to another over
+    gRPC: every answer is the gRPC answer in proto3 JSON (IDs of the member and cluster aside)."""
+    import grpc
+    from google.protobuf import json_format
+
+    from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+    base, endpoint = two_wards
+    channel = grpc.insecure_channel(endpoint)
+    kv = rpc_pb2_grpc.KVStub(channel)
+    lease = rpc_pb2_grpc.LeaseStub(channel)
+    watch = rpc_pb2_grpc.WatchStub(channel)
+
+    def as_json(msg: object) -> object:
+        return _strip(json_format.MessageToDict(msg, preserving_proto_field_name=True))  # type: ignore[arg-type]
+
+    def same(path: str, body: dict[str, object], call: Callable[..., object], cls: type) -> dict:
+        r = requests.post(base + path, json=body, timeout=10)
+        assert r.status_code == 200, (path, r.text)
+        want = as_json(call(json_format.ParseDict(body, cls()), timeout=10))
+        assert _strip(r.json()) == want, (path, body)
+        return r.json()  # type: ignore[no-any-return]
+
+    # A watch on each side first, so both see every event.
+    events: list[dict[str, object]] = []
+    wbody = {"create_request": {"key": b64("k"), "range_end": b64("l"), "prev_kv": True}}
+
+    def http_watch() -> None:
+        with requests.post(base + "/v3/watch", json=wbody, stream=True, timeout=20) as r:
+            for line in r.iter_lines():
+                events.append(_strip(json.loads(line)["result"]))  # type: ignore[arg-type]
+                if len(events) == 6:
+                    return
+
+    t = threading.Thread(target=http_watch, daemon=True)
+    t.start()
+    done = threading.Event()
+
+    def watch_requests() -> Iterator[rpc_pb2.WatchRequest]:
+        yield json_format.ParseDict(wbody, rpc_pb2.WatchRequest())
+        done.wait(20)  # the stream stays open, as a client's does
+
+    grpc_watch = watch.Watch(watch_requests(), timeout=20)
+    time.sleep(0.5)
+
+    same("/v3/kv/put", {"key": b64("k1"), "value": b64("a")}, kv.Put, rpc_pb2.PutRequest)
+    same(
+        "/v3/kv/put",
+        {"key": b64("k1"), "value": b64("b"), "prev_kv": True},
+        kv.Put,
+        rpc_pb2.PutRequest,
+    )
+    same("/v3/kv/put", {"key": b64("k2"), "value": b64("c")}, kv.Put, rpc_pb2.PutRequest)
+    for body in (
+        {"key": b64("k1")},
+        {"key": b64("k"), "range_end": b64("l"), "sort_order": "DESCEND", "sort_target": "KEY"},
+        {"key": b64("k"), "range_end": b64("l"), "count_only": True},
+        {"key": b64("k1"), "revision": "2"},
+        {"key": b64("nope")},
+    ):
+        same("/v3/kv/range", body, kv.Range, rpc_pb2.RangeRequest)
+    txn = {
+        "compare": [{"key": b64("k1"), "result": "EQUAL", "target": "VALUE", "value": b64("b")}],
+        "success": [
+            {"request_put": {"key": b64("k3"), "value": b64("d"), "prev_kv": True}},
+            {"request_range": {"key": b64("k"), "range_end": b64("l")}},
+            {"request_delete_range": {"key": b64("k2"), "prev_kv": True}},
+        ],
+        "failure": [{"request_range": {"key": b64("k1")}}],
+    }
+    same("/v3/kv/txn", txn, kv.Txn, rpc_pb2.TxnRequest)
+    same("/v3/kv/txn", txn, kv.Txn, rpc_pb2.TxnRequest)  # now the compare fails
+    granted = same("/v3/lease/grant", {"TTL": "60"}, lease.LeaseGrant, rpc_pb2.LeaseGrantRequest)
+    # Lease IDs differ between two members; each side uses its own.
+    grpc_id = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60), timeout=10).ID
+    http_id = requests.post(base + "/v3/lease/grant", json={"TTL": "60"}, timeout=10).json()["ID"]
+    assert granted["TTL"] == "60"
+    put_h = requests.post(
+        base + "/v3/kv/put", json={"key": b64("k4"), "value": "", "lease": http_id}, timeout=10
+    ).json()
+    put_g = kv.Put(rpc_pb2.PutRequest(key=b"k4", lease=grpc_id), timeout=10)
+    assert _strip(put_h) == as_json(put_g)
+    ttl_h = requests.post(
+        base + "/v3/lease/timetolive", json={"ID": http_id, "keys": True}, timeout=10
+    ).json()
+    ttl_g = lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=grpc_id, keys=True), timeout=10)
+    assert _strip(ttl_h) == as_json(ttl_g)
+    ka_h = requests.post(base + "/v3/lease/keepalive", json={"ID": http_id}, timeout=10)
+    ka_g = next(lease.LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=grpc_id)])))
+    assert _strip(json.loads(ka_h.text.splitlines()[0])["result"]) == as_json(ka_g)
+    rv_h = requests.post(base + "/v3/lease/revoke", json={"ID": http_id}, timeout=10).json()
+    assert _strip(rv_h) == as_json(
+        lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=grpc_id), timeout=10)
+    )
+    # Errors: the gateway's code is the gRPC status code, with the same message.
+    gone = requests.post(base + "/v3/lease/revoke", json={"ID": http_id}, timeout=10)
+    with pytest.raises(grpc.RpcError) as err:
+        lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=grpc_id), timeout=10)
+    assert gone.json()["code"] == err.value.code().value[0]
+    assert gone.json()["message"] == err.value.details()
+    compacted = requests.post(base + "/v3/kv/range", json={"key": b64("k1"), "revision": "99"})
+    with pytest.raises(grpc.RpcError) as err:
+        kv.Range(rpc_pb2.RangeRequest(key=b"k1", revision=99), timeout=10)
+    assert (compacted.json()["code"], compacted.json()["message"]) == (
+        err.value.code().value[0],
+        err.value.details(),
+    )
+    # Watch: the same responses, one per revision, in the same order.
+    t.join(15)
+    got = []
+    for resp in grpc_watch:
+        got.append(as_json(resp))
+        if len(got) == len(events):
+            break
+    done.set()
+    grpc_watch.cancel()
+    channel.close()
+    assert len(events) == 6
+    assert events == got
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ward", "etcd"])
+def test_health_of_a_member_that_lost_its_quorum(tmp_path: Path, kind: str) -> None:
+    """Two of three members killed: the survivor's /health says 503 {"health":"false"} (no
+    leader); once they are back it is healthy again. etcd 3.4 serves /health on its client
+    URL, Ward on its metrics URL."""
+    from cluster import Cluster
+
+    c = Cluster(tmp_path, 3, kind=kind)
+    ic = c.initial_cluster
+    health: dict[str, str] = {}
+    for m in c.members:
+        extra: list[str] = []
+        if kind == "ward":
+            port = free_port()
+            extra = ["--listen-metrics-urls", f"http://127.0.0.1:{port}"]
+            health[m.name] = f"http://127.0.0.1:{port}/health"
+        else:
+            health[m.name] = f"{m.client_url}/health"
+        m.launch([*m.flags(ic, "new", c.token), *extra])
+    try:
+        for m in c.members:
+            m.proc.wait_ready()
+        leader = c.leader()
+        survivor = next(m for m in c.members if m is not leader)
+        url = health[survivor.name]
+
+        def get() -> tuple[int, dict[str, str]]:
+            r = requests.get(url, timeout=10)
+            return r.status_code, r.json()
+
+        assert get() == (200, {"health": "true"})
+        killed = [m for m in c.members if m is not survivor]
+        for m in killed:
+            m.proc.kill9()
+        _eventually(lambda: get()[0] == 503, timeout=20)
+        _, body = get()
+        assert body["health"] == "false", body
+        if "reason" in body:  # etcd 3.5's field; 3.4 sends "health" alone
+            assert body["reason"] == "RAFT NO LEADER"
+        if kind == "ward":
+            # A write without a leader fails, and /metrics counts it.
+            assert etcdctl(survivor.endpoint, "put", "k", "v").returncode != 0
+            text = requests.get(url.replace("/health", "/metrics"), timeout=10).text
+            assert _metric(text, "etcd_server_proposals_failed_total") >= 1
+            assert _metric(text, "etcd_server_has_leader") == 0
+        for m in killed:
+            m.proc._spawn()
+        for m in killed:
+            m.proc.wait_ready()
+        _eventually(lambda: get() == (200, {"health": "true"}), timeout=20)
+    finally:
+        c.stop()
+
+
+def test_metrics_count_calls_of_every_serving_process_and_time_commits(tmp_path: Path) -> None:
+    """Reads served by a worker process are counted in the core's /metrics (workers push
+    their counters every second), and every fsync'd commit lands in etcd's disk histograms."""
+    mon = free_port()
+    ward = WardProcess(tmp_path, workers=2)
+    ward.start("--listen-metrics-urls", f"http://127.0.0.1:{mon}")
+    try:
+        ward.wait_listening(2)
+        url = f"http://127.0.0.1:{mon}/metrics"
+        before = requests.get(url, timeout=5).text
+        for name, kind in (
+            ("etcd_disk_wal_fsync_duration_seconds", "histogram"),
+            ("etcd_disk_backend_commit_duration_seconds", "histogram"),
+            ("etcd_server_proposals_failed_total", "counter"),
+        ):
+            assert f"# TYPE {name} {kind}" in before, name
+        assert 'etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"}' in before
+        n = 12
+        for i in range(n):  # one etcdctl, one connection each: spread over both processes
+            assert etcdctl(ward.endpoint, "put", f"c{i}", "v").returncode == 0
+            assert etcdctl(ward.endpoint, "get", f"c{i}").returncode == 0
+        # SO_REUSEPORT spreads the 12 connections: all on the core has odds of 1 in 4096, so
+        # without the workers' counters this total would fall short.
+        ranges = 'grpc_server_handled_total{grpc_code="OK",grpc_method="Range",'
+
+        def counted() -> float:
+            text = requests.get(url, timeout=5).text
+            lines = [ln for ln in text.splitlines() if ln.startswith(ranges)]
+            return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
+
+        _eventually(lambda: counted() == n, timeout=10)
+        after = requests.get(url, timeout=5).text
+        commits = "etcd_disk_backend_commit_duration_seconds_count"
+        assert _metric(after, commits) >= _metric(before, commits) + n
+        assert _metric(after, "etcd_disk_wal_fsync_duration_seconds_sum") > 0
+        assert _metric(after, "etcd_server_proposals_failed_total") == 0
+    finally:
+        ward.stop()

@@ -489,6 +489,9 @@ def test_ward_with_no_flags_at_all_is_secure(tmp_path: Path) -> None:
         got = wardctl("put", "greeting", "hello", cwd=tmp_path)  # etcdctl's default endpoint
         assert got.stdout == "OK\n", got.stderr
         assert refused(ctl("127.0.0.1:2379", None, "get", "greeting"))
+        # The peer listener (https://localhost:2380) has its own certificate from the same CA.
+        assert (tmp_path / "default.ward" / "pki" / "peer.crt").exists()
+        assert log_records(w, "issued peer TLS certificates")
     finally:
         w.stop()
 

@@ -35,9 +35,9 @@ from server.config.flags import (
 )
 from server.config.values import parse_go_duration, parse_go_uint
 
-# etcd's client default is http://; Ward's is https:// (TLS-first, certificates from its own CA).
+# etcd's defaults are http://; Ward's are https:// (TLS-first, certificates from its own CA).
 LOCAL_CLIENT = URL("https", "localhost", 2379)
-LOCAL_PEER = URL("http", "localhost", 2380)
+LOCAL_PEER = URL("https", "localhost", 2380)
 
 
 def parse(*argv: str, env: dict[str, str] | None = None) -> tuple[Config, list[str]]:
@@ -570,7 +570,10 @@ def test_initial_cluster_gathers_several_urls_per_member() -> None:
         "--initial-cluster",
         "default=http://localhost:2380,other=http://10.0.0.2:2380,default=http://127.0.0.1:2380",
     )
-    assert cfg.initial_cluster_map["default"] == (LOCAL_PEER, URL("http", "127.0.0.1", 2380))
+    assert cfg.initial_cluster_map["default"] == (
+        URL("http", "localhost", 2380),
+        URL("http", "127.0.0.1", 2380),
+    )
     assert [m.name for m in cfg.initial_cluster] == ["default", "other"]
 
 
@@ -748,7 +751,7 @@ def test_tls_flags_are_typed_paths() -> None:
     assert cfg.client_crl_file == Path("c.crl")
     assert cfg.client_cert_allowed_hostname == ("a.example", "b.example")
     assert cfg.peer_cert_allowed_cn == ("infra",)
-    assert cfg.client_tls and not cfg.peer_tls
+    assert cfg.client_tls and cfg.peer_tls  # the default peer URL is https too
 
 
 def test_https_listener_without_a_certificate_gets_wards_own() -> None:
@@ -1035,7 +1038,7 @@ def test_help_lists_every_implemented_flag_in_its_group() -> None:
     for spec in WARD_FLAGS:
         assert f"  --{spec.name} '" in text
     assert "--data-dir '${name}.ward'" in text
-    assert "--initial-cluster 'default=http://localhost:2380'" in text
+    assert "--initial-cluster 'default=https://localhost:2380'" in text
     assert "--max-wals" in text.split("ignored (with a warning):")[1]
 
 

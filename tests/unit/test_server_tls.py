@@ -149,7 +149,15 @@ def test_cipher_suites_become_grpcs_list_without_tls13_names(tmp_path: Path) -> 
 
 
 def test_peer_settings(tmp_path: Path) -> None:
-    assert peer_listener_tls(cfg(tmp_path)) is None  # http:// peer URLs
+    plain = [
+        "--listen-peer-urls=http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+        "--initial-cluster=default=http://127.0.0.1:2380",
+    ]
+    assert peer_listener_tls(cfg(tmp_path, *plain)) is None
+    default = peer_listener_tls(cfg(tmp_path))  # https://localhost:2380, Ward's own certificate
+    assert default is not None and default.managed is not None
+    assert default.require_client_cert and "localhost" in default.managed.hosts
     tls = peer_listener_tls(cfg(tmp_path, *PEER_HTTPS, "--peer-cert-allowed-cn=m1,m2"))
     assert tls is not None and tls.require_client_cert
     assert tls.managed is not None and tls.managed.common_name == "default"

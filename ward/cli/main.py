@@ -34,6 +34,7 @@ from ward.cli.exits import EXIT_ERROR, CliExit
 from ward.cli.flags import FlagSet
 from ward.cli.kv import del_command, get_command, put_command
 from ward.cli.lease import lease_command
+from ward.cli.lockelect import elect_command, lock_command
 from ward.cli.maintenance import (
     alarm_command,
     compaction_command,
@@ -108,6 +109,8 @@ def build_root(prog: str = PROG, *, with_pki: bool = True) -> Command:
         lease_command(),
         member_command(),
         snapshot_command(),
+        lock_command(),
+        elect_command(),
         auth_command(),
         user_command(),
         role_command(),

@@ -60,18 +60,24 @@ class AuthPublishKey(_message.Message):
     def __init__(self, kid: _Optional[str] = ..., sign_method: _Optional[str] = ..., public_pem: _Optional[bytes] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "prefix", "quota_keys", "quota_bytes", "admins")
+    __slots__ = ("name", "prefix", "quota_keys", "quota_bytes", "admins", "quota_leases", "quota_watchers", "quota_rps")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     QUOTA_KEYS_FIELD_NUMBER: _ClassVar[int]
     QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
     ADMINS_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_LEASES_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_WATCHERS_FIELD_NUMBER: _ClassVar[int]
+    QUOTA_RPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     prefix: bytes
     quota_keys: int
     quota_bytes: int
     admins: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., prefix: _Optional[bytes] = ..., quota_keys: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., admins: _Optional[_Iterable[str]] = ...) -> None: ...
+    quota_leases: int
+    quota_watchers: int
+    quota_rps: int
+    def __init__(self, name: _Optional[str] = ..., prefix: _Optional[bytes] = ..., quota_keys: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., admins: _Optional[_Iterable[str]] = ..., quota_leases: _Optional[int] = ..., quota_watchers: _Optional[int] = ..., quota_rps: _Optional[int] = ...) -> None: ...
 
 class PolicyApply(_message.Message):
     __slots__ = ("document", "prune")
