@@ -70,6 +70,8 @@ def options_from_config(cfg: Config) -> ServerOptions:
         log_level=cfg.log_level,
         log_outputs=tuple(cfg.log_outputs),
         watch_progress_interval=cfg.experimental_watch_progress_notify_interval,
+        auto_compaction_period=cfg.auto_compaction_period,
+        auto_compaction_revisions=cfg.auto_compaction_revisions,
         auth=AuthOptions(
             token=cfg.auth_token,
             token_ttl=float(cfg.auth_token_ttl),

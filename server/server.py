@@ -28,6 +28,7 @@ from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
 from server.auth_apply import AuthApplier
 from server.authsetup import TOKEN_INFO_METHOD, AuthOptions, WorkerAuth, core_access, publish_key
+from server.autocompact import AutoCompactor, for_driver
 from server.datadir import DataDir
 from server.driver import Driver, DriverOptions
 from server.gateway import serve_http
@@ -115,6 +116,9 @@ class ServerOptions:
     listen_client_http: tuple[str, ...] = ()
     listen_metrics: tuple[str, ...] = ()
     listen_http_tls: tuple[str, ...] = ()
+    # Auto compaction (server.autocompact): seconds of history (periodic) or revisions kept.
+    auto_compaction_period: float = 0.0
+    auto_compaction_revisions: int = 0
 
 
 class Member:
@@ -130,6 +134,7 @@ class Member:
         self.driver: Driver | None = None
         self.lessor: Lessor | None = None
         self._expirer: LeaseExpirer | None = None
+        self._autocompact: AutoCompactor | None = None
         self.backend: Backend | None = None
         self.state: ServerState | None = None
         self.hub: WorkerHub | None = None
@@ -206,6 +211,10 @@ class Member:
         await self.driver.start()
         assert self._expirer is not None
         self._expirer.start()
+        p, r = o.auto_compaction_period, o.auto_compaction_revisions
+        self._autocompact = for_driver(self.driver, p, r)
+        if self._autocompact is not None:
+            self._autocompact.start()
         self.state = ServerState(
             backend=self.backend,
             kv=kv,
@@ -609,6 +618,8 @@ class Member:
         await self._hand_over_leadership()
         if self._expirer is not None:
             await self._expirer.stop()
+        if self._autocompact is not None:
+            await self._autocompact.stop()
         if self.hub is not None:
             await self.hub.stop()
         loop = asyncio.get_running_loop()

@@ -67,12 +67,15 @@ def listening_sockets(port: int) -> int:
 
 
 def _clean_environ(extra: Mapping[str, str] | None) -> dict[str, str]:
-    """This process's environment without ETCD_*/ETCDCTL_* variables, plus `extra`.
+    """This process's environment without ETCD_*/ETCDCTL_*/GRPC_* variables, plus `extra`.
 
     A stray ETCD_* variable in the developer's shell would silently change the server's
-    configuration under test, so none is inherited.
+    configuration under test, so none is inherited; nor are GRPC_* ones (importing `ward.cli`
+    in the test process sets GRPC_VERBOSITY=NONE, which would hide the server's handshake log
+    lines that the TLS tests read).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
+    prefixes = ("ETCD_", "ETCDCTL_", "GRPC_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONPATH"] = os.pathsep.join((str(REPO), str(REPO / "proto")))
     env.update(extra or {})
     return env
