@@ -149,7 +149,9 @@ def start_tls_ward(tmp_path: Path, *extra: str, workers: int = 2) -> WardProcess
     tmp_path.mkdir(parents=True, exist_ok=True)
     ward = WardProcess(tmp_path, workers=workers)
     try:
-        ward.start(*https_flags(ward), *extra, base_flags=False)
+        # The refusal tests read gRPC's own handshake errors in the server's log: ask for
+        # them explicitly rather than rely on gRPC's default verbosity.
+        ward.start(*https_flags(ward), *extra, base_flags=False, env={"GRPC_VERBOSITY": "ERROR"})
         ward.wait_listening(workers)
     except BaseException:
         ward.kill9()
