@@ -26,7 +26,7 @@ import lmdb
 from server import errors
 from server.apply import Applied, Applier, HeaderInfo
 from server.errors import EtcdError
-from server.membership import Membership, encode_change, next_conf_state
+from server.membership import Membership, encode_change
 from server.raft import (
     ConfChange,
     ConfChangeType,
@@ -47,6 +47,7 @@ from server.raft import (
     StateType,
     Status,
 )
+from server.raft.rawnode import check_forwarded_proposal
 from server.storage.backend import Backend
 from server.storage.raftlog import RaftLog
 from server.wire import field_message, field_varint
@@ -95,7 +96,7 @@ class Driver:
         applier: Applier,
         header: HeaderInfo,
         options: DriverOptions,
-        membership: Membership | None = None,
+        membership: Membership,
     ) -> None:
         self._b = backend
         self._applier = applier
@@ -272,17 +273,6 @@ class Driver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._leader_changed.wait(), min(left, 0.1))
 
-    async def wait_leader(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.leader:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            self._leader_changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._leader_changed.wait(), left)
-        return True
-
     async def exclusive(self, fn: Callable[[], object]) -> object:
         """Run `fn` on the event loop with the writer idle and no Ready in flight.
 
@@ -298,14 +288,15 @@ class Driver:
         """A message from a peer (the transport calls this on the event loop)."""
         if self._stopped:
             return
-        if msg.type == MessageType.PROP and self.is_leader and _normal_proposal(msg):
-            # Proposals forwarded by followers join this member's own in the next batch: one
-            # append (and one replication message per follower) for all that arrived meanwhile,
-            # instead of one per forwarded message.
-            self._forwarded.extend([e.data for e in msg.entries])
-            self._wake.set()
-            return
         try:
+            if msg.type == MessageType.PROP and self.is_leader:
+                check_forwarded_proposal(msg)
+                # Proposals forwarded by followers join this member's own in the next batch:
+                # one append (and one replication message per follower) for all that arrived
+                # meanwhile, instead of one per forwarded message.
+                self._forwarded.extend([e.data for e in msg.entries])
+                self._wake.set()
+                return
             self._node.step(msg)
         except (MessageRejected, ProposalDropped) as e:
             log.debug("dropped %s from %x: %s", msg.type.name, msg.from_, e)
@@ -433,7 +424,7 @@ class Driver:
                     log.debug("dropped %d forwarded proposals: %s", len(forwarded), e)
                 lead = self.leader
                 if not batch:
-                    pass
+                    pass  # only forwarded proposals, dropped above
                 elif (
                     lead
                     and lead != self._opts.member_id
@@ -533,8 +524,6 @@ class Driver:
                     log.info("raft leader lost at term %d", self._header.raft_term)
             if rd.soft_state.raft_state == StateType.LEADER:
                 log.info("became leader at term %d", self._header.raft_term)
-        if rd.hard_state is not None:
-            self._header.raft_term = rd.hard_state.term
 
     def _fail_orphans(self, previous: int) -> None:
         """Leadership moved: proposals sent to another leader may never commit. Tell their
@@ -632,27 +621,12 @@ class Driver:
         except InvalidConfChange:
             log.error("skipping malformed membership change at index %d", e.index)
             return
-        cs = self.raftlog.initial_state()[1]
-        if self.membership is not None:
-            cs = self.membership.apply_change(txn, cc, cs)
-        else:
-            cs = next_conf_state(cs, cc)
+        cs = self.membership.apply_change(txn, cc, self.raftlog.initial_state()[1])
         self.raftlog.set_conf_state(txn, cs)
         changes.append(cc)
         if cc.context:
             rid = peer_pb2.MemberChange.FromString(cc.context).request_id
             results.append(Applied(rid, b"", None, self.revision))
-
-
-def _normal_proposal(msg: Message) -> bool:
-    """A well-formed forwarded proposal: only normal entries (a membership change from the
-    network would bypass the one-at-a-time rule), no term (the node checks the same)."""
-    return (
-        msg.term == 0
-        and msg.from_ != 0
-        and bool(msg.entries)
-        and all([e.type == EntryType.NORMAL for e in msg.entries])
-    )
 
 
 def _expire(fut: asyncio.Future[None]) -> None:

@@ -94,13 +94,7 @@ class RawNode:
         ):
             raise MessageRejected(f"response from non-member {msg.from_}")
         if msg.type == MessageType.PROP:
-            # A follower forwards its clients' proposals to the leader (as etcd's do). Only
-            # normal entries: a membership change from the network would bypass the one-at-a-
-            # time rule that `propose_conf_change` enforces.
-            if msg.term != 0 or not msg.entries:
-                raise MessageRejected(f"malformed proposal from {msg.from_}")
-            if any(e.type != EntryType.NORMAL for e in msg.entries):
-                raise MessageRejected(f"proposal from {msg.from_} carries a non-normal entry")
+            check_forwarded_proposal(msg)
         _check_shape(msg)
         r.step(msg)
 
@@ -227,6 +221,17 @@ class RawNode:
             progress=progress,
             lead_transferee=r.lead_transferee,
         )
+
+
+def check_forwarded_proposal(msg: Message) -> None:
+    """Refuse a proposal forwarded by a follower (as etcd's followers forward their clients'
+    proposals) unless it is well formed: no term, a sender, and only normal entries (a
+    membership change from the network would bypass the one-at-a-time rule that
+    ``propose_conf_change`` enforces)."""
+    if msg.term != 0 or msg.from_ == NONE or not msg.entries:
+        raise MessageRejected(f"malformed proposal from {msg.from_}")
+    if any(e.type != EntryType.NORMAL for e in msg.entries):
+        raise MessageRejected(f"proposal from {msg.from_} carries a non-normal entry")
 
 
 def _check_shape(msg: Message) -> None:
