@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -147,7 +148,6 @@ class Member:
         self.peer_ports: list[int] = []
         # Set when this member must stop on its own (it was removed from the cluster).
         self.done = asyncio.Event()
-        self._publish: asyncio.Task[None] | None = None
         self._peer_handlers: dict[str, Callable[[bytes], Awaitable[bytes]]] = {}
         self._worker_auth: WorkerAuth | None = None
         self._access: Access | None = None
@@ -571,13 +571,8 @@ class Member:
         no Ready in flight); workers close the environment around the swap."""
         assert self.driver is not None and self.backend is not None and self.lessor is not None
         log.info("installing snapshot at index %d term %d", metadata.index, metadata.term)
-        if self.hub is not None:
-            await self.hub.pause_all(timeout=10.0)
-        try:
+        async with self._workers_paused():
             self.driver.raftlog.install(metadata)
-        finally:
-            if self.hub is not None:
-                self.hub.resume_all()
         applier = self._applier
         applier.lease_changes.clear()
         with self.backend.read() as txn:
@@ -588,16 +583,22 @@ class Member:
         if self.transport is not None and self.membership is not None:
             self.transport.set_peers(self.membership.peers())
 
-    async def defragment(self) -> None:
-        """Compact the database file; workers close and reopen it around the swap."""
-        assert self.driver is not None and self.backend is not None
+    @contextlib.asynccontextmanager
+    async def _workers_paused(self) -> AsyncIterator[None]:
+        """Worker processes close the environment while the block swaps the database file."""
         if self.hub is not None:
             await self.hub.pause_all(timeout=10.0)
         try:
-            await self.driver.exclusive(self.backend.defragment)
+            yield
         finally:
             if self.hub is not None:
                 self.hub.resume_all()
+
+    async def defragment(self) -> None:
+        """Compact the database file; workers close and reopen it around the swap."""
+        assert self.driver is not None and self.backend is not None
+        async with self._workers_paused():
+            await self.driver.exclusive(self.backend.defragment)
         log.info("defragmented", extra={"db_size": self.backend.size()})
 
     def raft_info(self) -> RaftInfo:
@@ -679,14 +680,6 @@ def _spawn(args: WorkerArgs) -> multiprocessing.process.BaseProcess:
     )
     proc.start()
     return proc
-
-
-async def run_forever(member: Member, stop: asyncio.Event) -> None:
-    await member.start()
-    try:
-        await stop.wait()
-    finally:
-        await member.stop()
 
 
 async def fetch_members(url: str, timeout: float) -> bytes:
