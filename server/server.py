@@ -331,7 +331,6 @@ class Member:
                 grpc_options=tuple(grpc_options(o)),
                 member_id=self.state.member_id,
                 cluster_id=self.state.cluster_id,
-                members=(),
                 term=self.state.header.raft_term,
                 max_txn_ops=o.max_txn_ops,
                 max_request_bytes=o.max_request_bytes,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from server.apply import Applier, HeaderInfo
@@ -48,15 +48,6 @@ class Proposer(Protocol):
     async def propose(self, field: int, request: bytes, *, header: bytes = b"") -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    id: int
-    name: str
-    peer_urls: tuple[str, ...]
-    client_urls: tuple[str, ...]
-    is_learner: bool = False
-
-
 @dataclass(slots=True)
 class ServerState:
     backend: Backend
@@ -66,7 +57,6 @@ class ServerState:
     proposer: Proposer
     member_id: int
     cluster_id: int
-    members: list[MemberInfo] = field(default_factory=list)
     max_txn_ops: int = 128
     max_request_bytes: int = 1_572_864
     quota_bytes: int = 2 << 30

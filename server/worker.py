@@ -38,7 +38,7 @@ from server.ipc import (
     PUSH_TERM,
     CoreLink,
 )
-from server.state import MemberInfo, ServerState
+from server.state import ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
 from server.tenancy import WORKER_NAMESPACED, namespaced
@@ -58,7 +58,6 @@ class WorkerArgs:
     grpc_options: tuple[tuple[str, int], ...]
     member_id: int
     cluster_id: int
-    members: tuple[MemberInfo, ...]
     term: int
     max_txn_ops: int
     max_request_bytes: int
@@ -141,7 +140,6 @@ async def _serve(args: WorkerArgs) -> None:
         proposer=link,
         member_id=args.member_id,
         cluster_id=args.cluster_id,
-        members=list(args.members),
         max_txn_ops=args.max_txn_ops,
         max_request_bytes=args.max_request_bytes,
         quota_bytes=args.quota_bytes,

@@ -15,8 +15,8 @@ from server import errors
 from server.api.rpc import CallInfo
 from server.membership import Membership, added_member_id
 from server.raft import ConfChangeType, Status
-from server.state import MemberInfo, ServerState
-from server.wire import field_bool, field_bytes, field_message, field_varint
+from server.state import ServerState
+from server.wire import field_message
 from wardpb.etcdserverpb import rpc_pb2
 
 # etcd 3.4 allows one learner at a time.
@@ -45,18 +45,6 @@ class RaftView(Protocol):
     def submit_conf_change(
         self, cc_type: ConfChangeType, member: rpc_pb2.Member
     ) -> Awaitable[bytes]: ...
-
-
-def encode_member(m: MemberInfo) -> bytes:
-    return b"".join(
-        (
-            field_varint(1, m.id),
-            field_bytes(2, m.name.encode()),
-            b"".join(field_bytes(3, u.encode()) for u in m.peer_urls),
-            b"".join(field_bytes(4, u.encode()) for u in m.client_urls),
-            field_bool(5, m.is_learner),
-        )
-    )
 
 
 class ClusterService:
