@@ -28,8 +28,9 @@ def cluster_id(member_ids: list[int]) -> int:
 
 
 def added_member_id(peer_urls: list[str], now: float) -> int:
-    """etcd's ID for a member added at run time: no cluster token, but the time goes into the
-    hash, so a member added again with the same URLs gets a new ID (a removed one never returns)."""
+    """etcd's ID for a member added at run time: no cluster token, but the time (in seconds)
+    goes into the hash, so the same URLs added again later get a new ID (within the same
+    second they give the old one back: the Cluster service refuses a removed ID)."""
     return member_id(peer_urls, str(int(now)))
 
 

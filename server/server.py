@@ -43,6 +43,7 @@ from server.raft import SnapshotMetadata
 from server.state import ENTRY_LEASE_EXPIRE, ENTRY_MEMBER_ATTR, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
+from server.storage.snapshot import K_CLUSTER_ID, K_MEMBER_ID
 from server.tenancy import namespaced
 from server.tls import ClientListeners, ListenerTLS, prepare
 from server.tls.guard import CertGuardInterceptor
@@ -393,8 +394,8 @@ class Member:
         if o.name not in ids:
             raise ValueError(f"--initial-cluster has no member named {o.name!r}")
         with self.backend.read() as txn:
-            raw_m = txn.get(b"member_id", db=self.backend.meta)
-            raw_c = txn.get(b"cluster_id", db=self.backend.meta)
+            raw_m = txn.get(K_MEMBER_ID, db=self.backend.meta)
+            raw_c = txn.get(K_CLUSTER_ID, db=self.backend.meta)
         if raw_m and raw_c:
             return _U64.unpack(raw_m)[0], _U64.unpack(raw_c)[0], []
         if o.initial_cluster_state == "existing":
@@ -406,8 +407,8 @@ class Member:
                 for name, urls in o.initial_cluster.items()
             ]
         with self.backend.write() as txn:
-            txn.put(b"member_id", _U64.pack(mid), db=self.backend.meta)
-            txn.put(b"cluster_id", _U64.pack(cid), db=self.backend.meta)
+            txn.put(K_MEMBER_ID, _U64.pack(mid), db=self.backend.meta)
+            txn.put(K_CLUSTER_ID, _U64.pack(cid), db=self.backend.meta)
         return mid, cid, members
 
     async def _join(self) -> tuple[int, int, list[rpc_pb2.Member]]:
