@@ -4,10 +4,8 @@ etcd 3.4, and etcdctl's own lock and elect recipes (which use leases, txns and w
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.e2e.line_process import LineProcess
 from tests.e2e.ward_process import ETCD, ETCDCTL, WardProcess, start_etcd
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from wardpb.v3electionpb import v3election_pb2 as epb
@@ -26,48 +25,13 @@ from wardpb.v3lockpb import v3lock_pb2_grpc as lpb_grpc
 UNKNOWN = grpc.StatusCode.UNKNOWN
 
 
-class Ctl:
+class Ctl(LineProcess):
     """A long-running etcdctl (lock, elect) in its own process group; stdout lines on a queue."""
 
     def __init__(self, endpoint: str, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
-        env["ETCDCTL_API"] = "3"
-        self.proc = subprocess.Popen(
-            [str(ETCDCTL), "--endpoints", endpoint, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            start_new_session=True,
+        super().__init__(
+            [str(ETCDCTL), "--endpoints", endpoint, *args], capture_stderr=False, line_timeout=10.0
         )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def line(self, timeout: float = 10.0) -> str:
-        return self.lines.get(timeout=timeout)
-
-    def quiet_for(self, seconds: float) -> bool:
-        """True if nothing is printed for `seconds`."""
-        try:
-            self.lines.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        return False
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -7,17 +7,14 @@ by its `<name>/` prefix.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 
 import pytest
 
+from tests.e2e.line_process import LineProcess
 from tests.e2e.ward_process import ETCDCTL, REPO, WardProcess
 
 pytestmark = pytest.mark.skipif(not ETCDCTL.exists(), reason="etcd-client is not installed")
@@ -28,53 +25,14 @@ TOOLS = {
 }
 
 
-class Tool:
+class Tool(LineProcess):
     """A long-running lock or elect command in its own process group; stdout lines queued."""
 
     def __init__(self, tool: str, endpoint: str, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCD_", "ETCDCTL_"))}
-        env["ETCDCTL_API"] = "3"
-        env["PYTHONPATH"] = os.pathsep.join((str(REPO), str(REPO / "proto")))
-        self.proc = subprocess.Popen(
-            [*TOOLS[tool], "--endpoints", endpoint, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            start_new_session=True,
+        pythonpath = os.pathsep.join((str(REPO), str(REPO / "proto")))
+        super().__init__(
+            [*TOOLS[tool], "--endpoints", endpoint, *args], env={"PYTHONPATH": pythonpath}
         )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def line(self, timeout: float = 15.0) -> str:
-        return self.lines.get(timeout=timeout)
-
-    def quiet_for(self, seconds: float) -> bool:
-        try:
-            self.lines.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        return False
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def finish(self, timeout: float = 15.0) -> tuple[int, str]:
-        code = self.proc.wait(timeout=timeout)
-        assert self.proc.stderr is not None
-        return code, self.proc.stderr.read()
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
 
 
 @pytest.fixture
