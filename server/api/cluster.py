@@ -130,9 +130,7 @@ class ClusterService:
         if not self._raft.is_leader:
             return await self._forward("/etcdserverpb.Cluster/MemberRemove", request)
         members = self._m.members()
-        target = next((m for m in members if m.ID == r.ID), None)
-        if target is None:
-            raise errors.MEMBER_NOT_FOUND
+        target = _member(members, r.ID)
         if self._strict and not target.isLearner:
             voters = [m for m in members if not m.isLearner]
             if not _enough_started([m for m in voters if r.ID != m.ID], extra=0):
@@ -152,9 +150,7 @@ class ClusterService:
             return await self._forward("/etcdserverpb.Cluster/MemberUpdate", request)
         urls = _check_urls(r.peerURLs)
         members = self._m.members()
-        target = next((m for m in members if m.ID == r.ID), None)
-        if target is None:
-            raise errors.MEMBER_NOT_FOUND
+        target = _member(members, r.ID)
         _check_urls_free(urls, members, own=r.ID)
         updated = rpc_pb2.Member(ID=r.ID, peerURLs=urls, isLearner=target.isLearner)
         await self._raft.submit_conf_change(ConfChangeType.UPDATE_NODE, updated)
@@ -166,9 +162,7 @@ class ClusterService:
         if not self._raft.is_leader:
             return await self._forward("/etcdserverpb.Cluster/MemberPromote", request)
         members = self._m.members()
-        target = next((m for m in members if m.ID == r.ID), None)
-        if target is None:
-            raise errors.MEMBER_NOT_FOUND
+        target = _member(members, r.ID)
         if not target.isLearner:
             raise errors.MEMBER_NOT_LEARNER
         st = self._raft.status()
@@ -201,6 +195,13 @@ class ClusterService:
 
     def _members(self, field: int = 2) -> bytes:
         return b"".join(field_message(field, m.SerializeToString()) for m in self._m.members())
+
+
+def _member(members: list[rpc_pb2.Member], mid: int) -> rpc_pb2.Member:
+    for m in members:
+        if mid == m.ID:
+            return m
+    raise errors.MEMBER_NOT_FOUND
 
 
 def _enough_started(voters: list[rpc_pb2.Member], *, extra: int) -> bool:
