@@ -180,25 +180,29 @@ def test_the_peer_transport_notices_a_blackhole_and_recovers_after_the_heal(
         proxy.add_member("b", [b_port])
         for k, v in proxy.env("a").items():
             monkeypatch.setenv(k, v)
-        a.set_peers({2: (f"http://127.0.0.1:{b_port}",)})
+        try:
+            a.set_peers({2: (f"http://127.0.0.1:{b_port}",)})
 
-        async def heartbeats_until(pred: object, timeout: float) -> None:
-            deadline = loop.time() + timeout
-            while not pred():  # type: ignore[operator]
-                assert loop.time() < deadline, "timed out"
-                a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, term=1)])
-                await asyncio.sleep(0.05)
+            async def heartbeats_until(pred: object, timeout: float) -> None:
+                deadline = loop.time() + timeout
+                while not pred():  # type: ignore[operator]
+                    assert loop.time() < deadline, "timed out"
+                    a.send([Message(MessageType.HEARTBEAT, to=2, from_=1, term=1)])
+                    await asyncio.sleep(0.05)
 
-        await heartbeats_until(lambda: received, 10)
-        assert proxy.connects("a", "b") == 1
-        # Blackholed, the stream is only noticed dead by keepalive (1 s pings, 2 s timeout).
-        await asyncio.to_thread(proxy.block, "a", "b", mode="drop")
-        unreachable.clear()
-        await heartbeats_until(lambda: unreachable, 10)
-        received.clear()
-        await asyncio.to_thread(proxy.heal)
-        await heartbeats_until(lambda: received, 10)
-        await a.stop()
-        await b.stop()
+            await heartbeats_until(lambda: received, 10)
+            assert proxy.connects("a", "b") == 1
+            # Blackholed, the stream is only noticed dead by keepalive (1 s pings, 2 s timeout).
+            await asyncio.to_thread(proxy.block, "a", "b", mode="drop")
+            unreachable.clear()
+            await heartbeats_until(lambda: unreachable, 10)
+            received.clear()
+            await asyncio.to_thread(proxy.heal)
+            await heartbeats_until(lambda: received, 10)
+        finally:
+            # Stopped even when an assertion failed: gRPC channels left open past this
+            # event loop would wedge later tests' gRPC calls in this process.
+            await a.stop()
+            await b.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
