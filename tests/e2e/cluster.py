@@ -164,9 +164,7 @@ class Cluster:
             if line.startswith("ETCD_INITIAL_CLUSTER=")
         )
         self.members.append(new)
-        new.launch(
-            [*new.flags(ic, "existing", self.token), *self.extra_flags], self.env_for(new)
-        )
+        new.launch([*new.flags(ic, "existing", self.token), *self.extra_flags], self.env_for(new))
         return new
 
     def restart(self, m: Member) -> None:

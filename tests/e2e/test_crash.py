@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,16 +13,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.e2e.ward_process import free_port
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'proto'}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(data_dir: Path, port: int, peer: int) -> subprocess.Popen[bytes]:
@@ -70,7 +64,7 @@ def _start(data_dir: Path, port: int, peer: int) -> subprocess.Popen[bytes]:
 
 @pytest.mark.slow
 def test_writes_acknowledged_before_kill9_survive_restart(tmp_path: Path) -> None:
-    port, peer = _free_port(), _free_port()
+    port, peer = free_port(), free_port()
     data = tmp_path / "data"
     proc = _start(data, port, peer)
     acked: dict[bytes, bytes] = {}

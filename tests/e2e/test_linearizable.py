@@ -80,9 +80,7 @@ def _client(n: int, c: Cluster, history: History, lock: threading.Lock, stop: th
                 put = rpc_pb2.RequestOp(
                     request_put=rpc_pb2.PutRequest(key=key, value=value.encode())
                 )
-                r = stub.Txn(
-                    rpc_pb2.TxnRequest(compare=[cmp], success=[put]), timeout=OP_TIMEOUT_S
-                )
+                r = stub.Txn(rpc_pb2.TxnRequest(compare=[cmp], success=[put]), timeout=OP_TIMEOUT_S)
                 with lock:
                     history.ok(h, r.succeeded)
         except grpc.RpcError:

@@ -6,7 +6,6 @@ Skipped when the Debian etcd-server package (/usr/bin/etcd) is not installed.
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tests.e2e.ward_process import free_port
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from wardpb.mvccpb import kv_pb2
 from wardpb.v3electionpb import v3election_pb2, v3election_pb2_grpc
@@ -28,18 +28,11 @@ STARTUP_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 5.0
 
 
-def _free_port() -> int:
-    # etcd cannot listen on port 0 and report the port back, so borrow one from the kernel.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def etcd_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[grpc.Channel]:
     tmp = tmp_path_factory.mktemp("etcd")
-    client_url = f"http://127.0.0.1:{_free_port()}"
-    peer_url = f"http://127.0.0.1:{_free_port()}"
+    client_url = f"http://127.0.0.1:{free_port()}"
+    peer_url = f"http://127.0.0.1:{free_port()}"
     log = (tmp / "etcd.log").open("wb")
     proc = subprocess.Popen(
         [

@@ -9,6 +9,7 @@ fixed ports and neither server reports a port 0 back.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -38,16 +39,43 @@ class ServerStartError(RuntimeError):
         self.log = log
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now.
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
-    Ward binds with SO_REUSEPORT, so two Wards handed the same port between this check and
-    their bind would share it silently; the kernel cycles through a wide range of ports, which
-    keeps that unlikely, and a test that sees foreign data fails rather than passes.
+
+_PORT_FLOOR = 10000
+_PORT_CEILING = max(_ephemeral_low(), _PORT_FLOOR + 1000)
+# Each test process starts its walk somewhere else, so concurrent runs rarely probe the same port.
+_next_port = itertools.cycle(
+    itertools.chain(
+        range(_PORT_FLOOR + os.getpid() * 61 % (_PORT_CEILING - _PORT_FLOOR), _PORT_CEILING),
+        range(_PORT_FLOOR, _PORT_CEILING),
+    )
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing is bound to right now, below the ephemeral range.
+
+    A port from bind(0) comes out of the range the kernel also hands to outgoing connections,
+    so between the check and the server's bind some client's socket could take it as its
+    source port ("address already in use"). Below that range only explicit binds take ports,
+    and this walk hands each one out once per test process. Ward binds with SO_REUSEPORT, so
+    two Wards handed the same port would share it silently; a test that sees foreign data
+    fails rather than passes.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(_PORT_CEILING - _PORT_FLOOR):
+        port = next(_next_port)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port on 127.0.0.1 below the ephemeral range")
 
 
 def listening_sockets(port: int) -> int:

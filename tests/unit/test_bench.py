@@ -285,10 +285,18 @@ def test_rss_sums_the_whole_process_tree() -> None:
 
 def test_rss_and_cpu_sum_over_several_roots() -> None:
     # A cluster's members are separate process groups: every root's tree counts, once.
+    # Each child says when it is done starting: until then its RSS grows between two reads.
+    script = "import sys; print(flush=True); sys.stdin.read()"
     roots = [
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)
+        subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for _ in range(2)
     ]
     try:
+        for r in roots:
+            assert r.stdout is not None
+            r.stdout.readline()
         pids = tuple(r.pid for r in roots)
         assert sorted(process_tree(pids)) == sorted(pids)
         assert process_tree((pids[0], pids[0])) == [pids[0]]

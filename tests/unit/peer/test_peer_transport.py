@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -27,6 +26,7 @@ from server.raft.types import (
     SnapshotChunk,
     SnapshotMetadata,
 )
+from tests.e2e.ward_process import free_port
 
 CLUSTER = 0xC1
 TEST_TIMEOUT_S = 30.0
@@ -42,12 +42,6 @@ async def eventually(pred: Callable[[], bool], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Node:

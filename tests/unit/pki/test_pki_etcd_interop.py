@@ -6,7 +6,6 @@ Skipped unless Debian's etcd (/usr/bin/etcd) and etcdctl (/usr/bin/etcdctl) are 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pki import PKIStore, Profile
+from tests.e2e.ward_process import free_port
 
 ETCD = Path("/usr/bin/etcd")
 ETCDCTL = Path("/usr/bin/etcdctl")
@@ -24,13 +24,6 @@ STARTUP_TIMEOUT_S = 20.0
 pytestmark = pytest.mark.skipif(
     not (ETCD.exists() and ETCDCTL.exists()), reason="etcd and etcdctl are not installed"
 )
-
-
-def _free_port() -> int:
-    # etcd cannot listen on port 0 and report the port back, so borrow one from the kernel.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -73,8 +66,8 @@ def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Etcd]:
     other.init_ca(common_name="Other CA")
     other.issue(Profile.CLIENT, "root")
 
-    client_url = f"https://127.0.0.1:{_free_port()}"
-    peer_url = f"http://127.0.0.1:{_free_port()}"
+    client_url = f"https://127.0.0.1:{free_port()}"
+    peer_url = f"http://127.0.0.1:{free_port()}"
     log_path = tmp / "etcd.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
