@@ -420,7 +420,7 @@ class Member:
         for _ in range(JOIN_ATTEMPTS):
             for url in urls:
                 try:
-                    raw = await fetch_members(url, timeout=2.0)
+                    raw = await fetch_members(url, timeout=2.0, tls=o.peer_tls)
                 except Exception as e:  # try the next peer
                     last = e
                     continue
@@ -682,10 +682,14 @@ def _spawn(args: WorkerArgs) -> multiprocessing.process.BaseProcess:
     return proc
 
 
-async def fetch_members(url: str, timeout: float) -> bytes:
+async def fetch_members(url: str, timeout: float, tls: PeerTLS | None = None) -> bytes:
     """The member list of the cluster a peer URL belongs to (for a joining member, which knows
-    neither its own ID nor the cluster's yet: both 0 on this one call)."""
+    neither its own ID nor the cluster's yet: both 0 on this one call). With peer TLS the call
+    presents this member's peer certificate, as its Raft traffic will."""
+    if tls is not None:
+        tls.prepare()
     probe = PeerTransport(
+        channel_credentials=None if tls is None else tls.channel_credentials(),
         member_id=0,
         cluster_id=0,
         on_message=lambda m: None,

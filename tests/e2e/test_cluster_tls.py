@@ -151,6 +151,56 @@ def test_a_three_member_cluster_runs_on_the_scripts_certificates(tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_member_joins_a_tls_cluster_over_its_https_peer_urls(tmp_path: Path) -> None:
+    # Joining (--initial-cluster-state existing) first asks a running member for the member
+    # list over the peer URLs; with peer mutual TLS that call must present the peer
+    # certificate too, or the join never gets past "could not fetch the cluster's members".
+    pki = tmp_path / "pki"
+    assert run_script(tmp_path, pki).returncode == 0
+    members = []
+    for n in ("m1", "m2", "m3"):
+        d = tmp_path / n
+        d.mkdir()
+        members.append(WardProcess(d, workers=1, name=n))
+    peers = {w.name: f"https://127.0.0.1:{w.peer_port}" for w in members}
+    first = ",".join(f"{n}={peers[n]}" for n in ("m1", "m2"))
+    admin = Credentials(pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
+    m1_client = f"https://127.0.0.1:{members[0].client_port}"
+    try:
+        for w in members[:2]:
+            w.start(*_member_flags(w, pki, first, peers[w.name]), base_flags=False, wait=False)
+        for w in members[:2]:
+            w.wait_ready(timeout=60)
+        assert ctl(m1_client, admin, "put", "before", "1").returncode == 0
+        # As etcd, a change is refused ("unhealthy cluster") until every member has been
+        # connected for 5 seconds.
+        deadline = time.monotonic() + 30
+        while True:
+            added = ctl(m1_client, admin, "member", "add", "m3", f"--peer-urls={peers['m3']}")
+            if added.returncode == 0 or time.monotonic() > deadline:
+                break
+            assert "unhealthy cluster" in added.stderr, added.stderr
+            time.sleep(0.5)
+        assert added.returncode == 0, added.stderr
+        m3 = members[2]
+        flags = _member_flags(m3, pki, f"{first},m3={peers['m3']}", peers["m3"])
+        m3.start(*flags, "--initial-cluster-state", "existing", base_flags=False, wait=False)
+        m3.wait_ready(timeout=60)
+        m3_client = f"https://127.0.0.1:{m3.client_port}"
+        got = ctl(m3_client, admin, "get", "before")
+        assert got.stdout.split() == ["before", "1"], got.stderr
+        listed = ctl(m3_client, admin, "member", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert len(listed.stdout.strip().splitlines()) == 3
+        assert "unstarted" not in listed.stdout
+        for w in members:
+            assert not log_records(w, "refused a peer certificate")
+    finally:
+        for w in members:
+            w.stop()
+
+
+@pytest.mark.slow
 def test_peer_auto_tls_members_sharing_a_ca_verify_each_other(tmp_path: Path) -> None:
     # etcd's --peer-auto-tls makes self-signed certificates nobody checks; Ward's come from the
     # data directory's CA, so members verify each other once they share it.
