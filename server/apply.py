@@ -72,6 +72,7 @@ class Applier:
             "delete_range": self._delete_range,
             "txn": self._txn,
             "compaction": self._compaction,
+            "auto_compaction": self._compaction,
             "alarm": self._alarm,
             "lease_grant": self._lease_grant,
             "lease_revoke": self._lease_revoke,

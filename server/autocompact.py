@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from server import errors
-from server.state import ENTRY_COMPACTION
+from server.state import ENTRY_AUTO_COMPACTION
 from wardpb.etcdserverpb import rpc_pb2
 
 log = logging.getLogger("ward.autocompact")
@@ -179,7 +179,7 @@ def for_driver(driver: _Driver, period_s: float, revisions: int) -> AutoCompacto
 
     async def compact(rev: int) -> object:
         request = rpc_pb2.CompactionRequest(revision=rev).SerializeToString()
-        return await driver.propose(ENTRY_COMPACTION, request)
+        return await driver.propose(ENTRY_AUTO_COMPACTION, request)
 
     return AutoCompactor(
         schedule,
