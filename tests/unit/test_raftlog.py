@@ -75,3 +75,38 @@ def test_entries_respect_max_size_but_return_at_least_one(tmp_path) -> None:
         log.append(txn, _ents(1, 6, 1))
     assert len(log.entries(1, 6, max_size=1)) == 1
     assert len(log.entries(1, 6, max_size=5)) == 2  # 2 data bytes each
+
+
+def test_entries_kept_in_memory_read_as_lmdb_holds_them(tmp_path, monkeypatch) -> None:
+    # The newest entries are served from memory; a RaftLog opened on the same environment
+    # has nothing cached and reads lmdb: both must answer alike after appends that extend
+    # or overwrite the tail, compactions, and trimming of the cache.
+    import random
+
+    import server.storage.raftlog as raftlog_module
+
+    monkeypatch.setattr(raftlog_module, "TAIL_ENTRIES", 8)
+    rng = random.Random(7)
+    b = _backend(tmp_path)
+    log = RaftLog(b)
+    term = 1
+    for _ in range(300):
+        last, first = log.last_index(), log.first_index()
+        if rng.random() < 0.1 and last > first:
+            with b.write() as txn:
+                log.compact(txn, rng.randrange(first, last))
+        else:
+            lo = rng.randrange(max(first, last - 5), last + 2)
+            term += rng.random() < 0.3
+            with b.write() as txn:
+                log.append(txn, _ents(lo, lo + rng.randrange(1, 30), term))
+        fresh = RaftLog(b)
+        lo_i, hi_i = log.first_index(), log.last_index()
+        assert (fresh.first_index(), fresh.last_index()) == (lo_i, hi_i)
+        for i in range(lo_i, hi_i + 1):
+            assert log.term(i) == fresh.term(i)
+        for _ in range(5):
+            a = rng.randrange(lo_i, hi_i + 1)
+            z = rng.randrange(a, hi_i + 1) + 1
+            assert log.entries(a, z) == fresh.entries(a, z)
+            assert log.entries(a, z, max_size=7) == fresh.entries(a, z, max_size=7)
