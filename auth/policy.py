@@ -11,7 +11,7 @@ Shape (TOML shown; YAML is the same tree)::
     [[tenants]]
     name = "acme"
     prefix = "/tenants/acme/"
-    quota = { keys = 1000, bytes = 1048576, leases = 100, rps = 500 }
+    quota = { keys = 1000, bytes = 1048576, leases = 100, watchers = 50, rps = 500 }
     admins = ["acme-admin"]
 
     [[roles]]
@@ -30,6 +30,11 @@ authenticates by certificate). `root` (user and role) is outside every policy.
 
 Without `prune`, objects the policy does not name are left alone; a named role gets exactly the
 permissions listed, a named user exactly the roles listed.
+
+Names: a tenant's members see its users and roles by the names `auth.tenant_names` shows, and
+what its admins add is named ``<name>@<tenant>``. So a tenant's name has no ``@``, a user or role
+outside a tenant cannot be named ``...@<tenant>``, and no tenant may hold both ``N`` and
+``N@<tenant>`` (`plan` refuses all three).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from auth import tenant_names
 from auth.model import FROM_KEY, ROOT_ROLE, ROOT_USER, Permission, PermissionType, Role, User
 from auth.tenants import Namespace, Tenant, prefix_end, valid_prefix
 
@@ -264,17 +270,15 @@ def parse(data: Any, source: str = "<policy>") -> Policy:
         where = _where(source, path, node)
         quota = t.get("quota") or {}
         q = _fields(
-            # (A watcher quota is in the model but not enforced yet, so no file can set it.)
-            quota,
-            ("keys", "bytes", "leases", "rps"),
-            source,
-            f"{path}.quota",
-            problems,
+            quota, ("keys", "bytes", "leases", "watchers", "rps"), source, f"{path}.quota", problems
         )
         name = _str(t, "name", where, problems, need=True)
         prefix = _str(t, "prefix", where, problems, need=True).encode()
         if prefix and not valid_prefix(prefix):
             problems.append(f"{where}: prefix must not be only 0xff bytes")
+            continue
+        if name and not tenant_names.valid_tenant_name(name):
+            problems.append(f"{where}: a tenant's name cannot contain {tenant_names.SEPARATOR!r}")
             continue
         if not name or not prefix:
             continue
@@ -286,7 +290,7 @@ def parse(data: Any, source: str = "<policy>") -> Policy:
                 _int(q, "bytes", where, problems),
                 _names(t.get("admins"), where, "admins", problems),
                 _int(q, "leases", where, problems),
-                0,
+                _int(q, "watchers", where, problems),
                 _int(q, "rps", where, problems),
             )
         )
@@ -372,6 +376,8 @@ def validate(policy: Policy, *, source: str = "<policy>") -> None:
     for t in policy.tenants:
         if t.name in tenants:
             problems.append(f"{source}: tenant {t.name!r} is declared twice")
+        if not tenant_names.valid_tenant_name(t.name):
+            problems.append(f"{source}: tenant {t.name!r}: its name cannot contain '@'")
         tenants[t.name] = t
     ts = sorted(policy.tenants, key=lambda t: t.prefix)
     for a, b in itertools.pairwise(ts):
@@ -572,13 +578,42 @@ def plan(state: AuthState, policy: Policy, *, prune: bool = False) -> list[Chang
                 )
             )
     named_users = {u.name for u in policy.users}
+    user_tenants: dict[str, str | None] = {n: state.user_tenants.get(n) for n in state.users}
+    for u in policy.users:
+        user_tenants[u.name] = u.tenant
     if prune:
         for name in sorted(state.users):
             if name not in named_users and name != ROOT_USER:
                 changes.append(Change("delete_user", name, f"delete user {name}"))
+                del user_tenants[name]
+    role_owner: dict[str, str | None] = {n: role_tenants.get(n) for n in roles}
+    problems += _name_problems("user", user_tenants, tenants)
+    problems += _name_problems("role", role_owner, tenants)
     if problems:
         raise PolicyError(problems)
     return changes
+
+
+def _name_problems(
+    what: str, owners: dict[str, str | None], tenants: Mapping[str, Tenant]
+) -> list[str]:
+    """What would break tenants' namespaces (`auth.tenant_names`): a name in a tenant's
+    namespace held outside it, or two names a tenant's members would see as one."""
+    problems = []
+    seen: dict[tuple[str, str], str] = {}
+    for name, owner in sorted(owners.items()):
+        reserved = tenant_names.reserved_by(name, tenants)
+        if reserved is not None and reserved != owner:
+            problems.append(f"{what} {name!r}: the name is reserved for tenant {reserved!r}")
+        if owner is None:
+            continue
+        shown = tenant_names.shown(owner, name)
+        other = seen.setdefault((owner, shown), name)
+        if other != name:
+            problems.append(
+                f"{what}s {other!r} and {name!r} would both be {shown!r} in tenant {owner!r}"
+            )
+    return problems
 
 
 def export(state: AuthState) -> Policy:
@@ -622,6 +657,7 @@ def to_data(policy: Policy) -> dict[str, Any]:
                     "keys": t.quota_keys,
                     "bytes": t.quota_bytes,
                     "leases": t.quota_leases,
+                    "watchers": t.quota_watchers,
                     "rps": t.quota_rps,
                 },
                 "admins": list(t.admins),

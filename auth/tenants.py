@@ -46,8 +46,9 @@ class Tenant:
     quota_keys: int = 0
     quota_bytes: int = 0
     admins: tuple[str, ...] = ()
-    # Leases held at once (enforced where entries apply); requests per second (enforced by
-    # each serving process on its own); watchers: reserved, not enforced yet.
+    # Leases held at once (enforced where entries apply); watchers open at once (counted per
+    # member, across its serving processes: server.watch_quota); requests per second (enforced
+    # by each serving process on its own).
     quota_leases: int = 0
     quota_watchers: int = 0
     quota_rps: int = 0

@@ -13,6 +13,14 @@
   the apply path (`server.auth_apply`) runs the same rules on every member for every write, with
   the user and auth revision the entry carries.
 
+- **Audit and metrics**: a refusal (permission denied, no or unknown user, a bad token) is
+  written to the audit log with who (user, certificate CN, client address), what (the gRPC
+  method and the check), which key range, the result and the auth revision, by the process that
+  served the request: the call is found through `server.api.rpc.CURRENT_CALL`. Writes are
+  checked where they apply, on every member, where the client is unknown: those checks count
+  but do not write the line; the receiving process does (`server.denials`). Every decision is
+  counted in `server.auth_metrics.DECISIONS`.
+
 Errors leave as `EtcdError` with etcd's code and message.
 """
 
@@ -22,15 +30,19 @@ import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import grpc
 import lmdb
 
 from auth import errors as auth_errors
+from auth import tenant_names
 from auth.errors import AuthError
 from auth.model import FROM_KEY, TokenInfo
 from auth.store import AuthStore
 from auth.tenants import Tenant
+from server.api.rpc import CURRENT_CALL
+from server.auth_metrics import ALLOWED, DECISIONS, DENIED
 from server.errors import EtcdError, from_auth
 from server.storage.authdb import LmdbAuthBackend
 from server.wire import field_bytes, field_varint
@@ -50,11 +62,20 @@ REMOTE_TOKEN_CACHE_S = 1.0
 _REMOTE_CACHE_MAX = 4096
 
 
-def request_header(info: TokenInfo | None) -> bytes:
-    """The `wardpeerpb.RequestHeader` fields naming the caller, for a proposal."""
-    if info is None:
-        return b""
-    return field_bytes(2, info.username.encode()) + field_varint(3, info.revision)
+def request_header(info: TokenInfo | None, call: CallInfo | None = None) -> bytes:
+    """The `wardpeerpb.RequestHeader` fields naming the caller, for a proposal. With `call`
+    (auth and policy changes only: they are rare, and every member's audit log records them),
+    also the client's address and certificate CN."""
+    out = b""
+    if info is not None:
+        out = field_bytes(2, info.username.encode()) + field_varint(3, info.revision)
+    if call is not None:
+        client, cn = peer_address(call.peer), call.common_name
+        if client:
+            out += field_bytes(4, client.encode())
+        if cn:
+            out += field_bytes(5, cn.encode())
+    return out
 
 
 def info_from_header(header: peer_pb2.RequestHeader) -> TokenInfo | None:
@@ -62,6 +83,33 @@ def info_from_header(header: peer_pb2.RequestHeader) -> TokenInfo | None:
     if not header.username:
         return None
     return TokenInfo(header.username, header.auth_revision)
+
+
+def peer_address(peer: str) -> str:
+    """The client's address and port from gRPC's peer string, for the audit log.
+
+    ``ipv4:10.0.0.1:5000`` -> ``10.0.0.1:5000``; ``ipv6:[::1]:5000`` -> ``[::1]:5000``; anything
+    else (the gateway's ``host:port``, ``unix:...``) as it is.
+    """
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest
+    return peer
+
+
+def who(user: str = "") -> dict[str, Any]:
+    """The audit log's "who" and "what" of the call this task serves: the user, the client's
+    address, its certificate's CN and the gRPC method ("" where there is no call, e.g. a check
+    on the apply path)."""
+    call = CURRENT_CALL.get()
+    if call is None or call.trusted:
+        return {"user": user, "cn": "", "client": "", "method": ""}
+    return {
+        "user": user,
+        "cn": call.common_name,
+        "client": peer_address(call.peer),
+        "method": call.method,
+    }
 
 
 def client_address(peer: str) -> str:
@@ -133,6 +181,12 @@ class Access:
             self._tenants[username] = found
         return found
 
+    def record_denied(self, *, user: str, result: str, **fields: Any) -> None:
+        """One "denied" audit line for the current call (see `who`), if the member keeps a log."""
+        audit = self.audit
+        if audit is not None:
+            audit("denied", **who(user), result=result, **fields)
+
     async def caller_tenant(
         self, call: CallInfo, *, remember: bool = False
     ) -> tuple[TokenInfo | None, Tenant | None]:
@@ -145,7 +199,7 @@ class Access:
         is old"), so an outdated answer can map a request but never let it through.
         """
         try:
-            info = await self.identify(call)
+            info = await self.identify(call, audited=False)
         except EtcdError:
             # Not for this layer to refuse: the handler identifies the caller again and refuses
             # in its own order (a malformed request before a bad token, as before tenants).
@@ -162,23 +216,31 @@ class Access:
 
     # --- identity ---
 
-    async def identify(self, call: CallInfo) -> TokenInfo | None:
+    async def identify(self, call: CallInfo, *, audited: bool = True) -> TokenInfo | None:
         """Who the call runs as: None when auth is off or the caller presented nothing.
 
         Raises etcd's "invalid auth token" (Unauthenticated) for a token that is forged,
-        expired or unknown while auth is on.
+        expired or unknown while auth is on; that refusal is audited and counted unless not
+        `audited` (a look-up whose caller refuses later, itself).
         """
         resolved = call.identity
         if resolved is not None:
             return resolved[0]  # type: ignore[return-value]
         token = call.token
         if token:
-            if self._remote is not None:
-                return await self._remote_info(token)
             try:
-                return self.store.info_from_token(token)
-            except AuthError as e:
-                raise from_auth(e) from None
+                if self._remote is not None:
+                    return await self._remote_info(token)
+                try:
+                    return self.store.info_from_token(token)
+                except AuthError as e:
+                    raise from_auth(e) from None
+            except EtcdError as e:
+                if audited and e.code == grpc.StatusCode.UNAUTHENTICATED:
+                    # Never the token itself: who presented it and where.
+                    DECISIONS.count("token", DENIED)
+                    self.record_denied(user="", action="identify", result=e.message)
+                raise
         enabled, revision = self.db.state()
         if not enabled:
             return None
@@ -227,9 +289,19 @@ class Access:
         with self.db.read() as txn, self.checker(txn, info) as chk:
             check(chk)
 
-    def checker(self, txn: lmdb.Transaction, info: TokenInfo | None) -> Checker:
-        """The checks of one request, reading the auth tables through `txn`."""
-        return Checker(self, txn, info)
+    def checker(
+        self,
+        txn: lmdb.Transaction,
+        info: TokenInfo | None,
+        *,
+        audited: bool = True,
+        counted: bool = True,
+    ) -> Checker:
+        """The checks of one request, reading the auth tables through `txn`. Refusals are
+        written to the audit log unless not `audited` (the apply path: the process that received
+        the request writes them), and decisions counted unless not `counted` (the receiving
+        process checking again only to write that line)."""
+        return Checker(self, txn, info, audited=audited, counted=counted)
 
     def lease_keys(self, txn: lmdb.Transaction, lease_id: int) -> list[bytes]:
         return self._lease_keys(txn, lease_id)
@@ -244,6 +316,8 @@ class Checker:
 
     __slots__ = (
         "_access",
+        "_audited",
+        "_counted",
         "_info",
         "_previous",
         "_quiet",
@@ -254,15 +328,26 @@ class Checker:
         "revision",
     )
 
-    def __init__(self, access: Access, txn: lmdb.Transaction, info: TokenInfo | None) -> None:
+    def __init__(
+        self,
+        access: Access,
+        txn: lmdb.Transaction,
+        info: TokenInfo | None,
+        *,
+        audited: bool = True,
+        counted: bool = True,
+    ) -> None:
         self._access = access
         self._store = access.store
         self._txn = txn
         self._info = info
         self._previous: lmdb.Transaction | None = None
         self._tenant: tuple[bool, Tenant | None] | None = None
-        # Set while probing (can_read, is_admin): a probe that fails is no denied request.
+        # Set while probing (can_read, is_admin): a probe is no decision on a request, it is
+        # neither counted nor, when it fails, a denied request.
         self._quiet = False
+        self._audited = audited
+        self._counted = counted
         self.enabled = False
         self.revision = 0
 
@@ -297,6 +382,7 @@ class Checker:
             self._permission(key, range_end, write=True)
 
     def _permission(self, key: bytes, range_end: bytes, *, write: bool) -> None:
+        action = "write" if write else "read"
         try:
             mapped, tenant = self.tenant()
             # A tenant user never reaches outside its tenant, whatever its roles grant (root
@@ -306,8 +392,9 @@ class Checker:
                 raise auth_errors.PermissionDenied()
             self._store.check_permission(self._info, key, range_end, write=write)
         except AuthError as e:
-            self._denied("write" if write else "read", key, range_end, e)
+            self._denied(action, key, range_end, e)
             raise from_auth(e) from None
+        self._decided(action, ALLOWED)
 
     def tenant(self) -> tuple[bool, Tenant | None]:
         """(whether the caller belongs to a tenant, that tenant if it still exists)."""
@@ -328,12 +415,40 @@ class Checker:
             return tenant
         return None
 
+    # --- names, as the caller means them (auth.tenant_names) ---
+
+    def user_name(self, name: str) -> str:
+        """The stored user the caller means by `name`: relative to its tenant, if it has one."""
+        tenant = self.tenant()[1]
+        if tenant is None:
+            return name
+        return tenant_names.user_name(self._access.db, tenant.name, name)
+
+    def role_name(self, name: str) -> str:
+        """The stored role the caller means by `name` (see `user_name`)."""
+        tenant = self.tenant()[1]
+        if tenant is None:
+            return name
+        return tenant_names.role_name(self._access.db, tenant.name, name)
+
+    def shown(self, name: str) -> str:
+        """How the caller sees a stored user or role name of its tenant."""
+        tenant = self.tenant()[1]
+        return name if tenant is None else tenant_names.shown(tenant.name, name)
+
+    def _decided(self, kind: str, result: str) -> None:
+        if self._counted and not self._quiet:
+            DECISIONS.count(kind, result)
+
     def _denied(self, action: str, key: bytes, range_end: bytes, e: AuthError) -> None:
-        audit = self._access.audit
-        if audit is not None and not self._quiet and isinstance(e, auth_errors.PermissionDenied):
+        """Count and audit a refusal by the rules: not a stale token ("revision of auth store
+        is old"), which clients answer by authenticating again."""
+        if not isinstance(e, _REFUSALS):
+            return
+        self._decided(action, DENIED)
+        if self._audited and not self._quiet:
             info = self._info
-            audit(
-                "denied",
+            self._access.record_denied(
                 user=info.username if info is not None else "",
                 action=action,
                 key=key,
@@ -368,7 +483,9 @@ class Checker:
             if self._access.db.get_user(info.username) is None:
                 raise auth_errors.UserNotFound()
         except AuthError as e:
+            self._denied("user", b"", b"", e)
             raise from_auth(e) from None
+        self._decided("user", ALLOWED)
 
     def admin(self) -> None:
         """The `root` role (etcd's IsAdminPermitted)."""
@@ -382,6 +499,7 @@ class Checker:
         except AuthError as e:
             self._denied("admin", b"", b"", e)
             raise from_auth(e) from None
+        self._decided("admin", ALLOWED)
 
     def is_admin(self) -> bool:
         self._quiet = True
@@ -471,3 +589,7 @@ class Checker:
         if not self.enabled:
             return keys
         return [k for k in keys if self.can_read(k)]
+
+
+# Refusals by the rules, counted and audited as denied requests.
+_REFUSALS = (auth_errors.PermissionDenied, auth_errors.UserEmpty, auth_errors.UserNotFound)

@@ -9,6 +9,7 @@ entries can share one lmdb transaction.
 from __future__ import annotations
 
 import collections
+import logging
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ from wardpb.peerpb import peer_pb2
 
 _LEASE = struct.Struct(">q")
 _ALARM_PREFIX = b"alarm/"
+_ALARM_NAMES = {rpc_pb2.NOSPACE: "NOSPACE", rpc_pb2.CORRUPT: "CORRUPT"}
+# What etcd's corrupt applier refuses while a CORRUPT alarm is raised: every change to the
+# keyspace or the leases (reads and read-only txns are served outside the apply path).
+_REFUSED_WHEN_CORRUPT = frozenset(
+    {"put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "lease_expire"}
+)
+
+log = logging.getLogger("ward.apply")
 
 RangeRequest = rpc_pb2.RangeRequest
 Compare = rpc_pb2.Compare
@@ -112,6 +121,9 @@ class Applier:
             handler = self._handlers.get(kind or "")
             if handler is None:
                 raise errors.UNIMPLEMENTED
+            if kind in _REFUSED_WHEN_CORRUPT and self.corrupt(txn):
+                # Before the auth check, as etcd's corrupt applier wraps all the others.
+                raise errors.CORRUPT
             request = getattr(entry, kind)  # type: ignore[arg-type]
             if self.guard is not None:
                 self.guard(txn, entry.header, kind, request)  # type: ignore[arg-type]
@@ -339,12 +351,15 @@ class Applier:
     def _alarm(self, txn: lmdb.Transaction, w: KVWriter, r: rpc_pb2.AlarmRequest) -> bytes:
         key = _ALARM_PREFIX + struct.pack(">QI", r.memberID, r.alarm)
         changed: list[tuple[int, int]] = []
+        fields = {"alarm": _ALARM_NAMES.get(r.alarm, str(r.alarm)), "from": f"{r.memberID:x}"}
         if r.action == rpc_pb2.AlarmRequest.ACTIVATE and r.alarm != rpc_pb2.NONE:
             if txn.put(key, b"", db=self._b.meta, overwrite=False):
                 changed.append((r.memberID, r.alarm))
+                log.warning("alarm raised", extra=fields)
         elif r.action == rpc_pb2.AlarmRequest.DEACTIVATE:
             if txn.delete(key, db=self._b.meta):
                 changed.append((r.memberID, r.alarm))
+                log.warning("alarm disarmed", extra=fields)
         else:
             changed = self.alarms(txn)
         body = b"".join(
@@ -354,6 +369,10 @@ class Applier:
 
     def no_space(self, txn: lmdb.Transaction) -> bool:
         return any(a == rpc_pb2.NOSPACE for _, a in self.alarms(txn))
+
+    def corrupt(self, txn: lmdb.Transaction) -> bool:
+        """Whether a CORRUPT alarm is raised (for any member: the whole cluster stops writing)."""
+        return any(a == rpc_pb2.CORRUPT for _, a in self.alarms(txn))
 
     def _check_space(self, txn: lmdb.Transaction) -> None:
         if self.no_space(txn):

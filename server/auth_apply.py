@@ -11,6 +11,11 @@ Entries no client can send as such (lease expiry, membership attributes, key pub
 alarms (checked where they arrive, because the member raises the space alarm itself) pass.
 The same checks run whatever the member's state (alarms raised, learner, catching up), because
 there is only this one apply path (SECURITY 7).
+
+Refusals here are counted but not written to the audit log: only the member that received the
+request knows who sent it (certificate, address), and it writes the line (`server.denials`, with
+the checks of `ENTRY_CHECKS`). Applied auth and policy changes are written by every member, with
+who sent them (the entry's header carries the sender's address and CN for these).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from auth.jwt_tokens import PublishedKey
 from auth.model import Permission, PermissionType
 from auth.tokens import SignMethod
 from server import errors
-from server.access import Access, info_from_header
+from server.access import Access, Checker, info_from_header
 from server.apply import Applier, HeaderInfo
 from server.errors import from_auth
 from server.storage.authdb import name_fits
@@ -116,6 +121,34 @@ def _names(*names: str) -> None:
             raise errors.NAME_TOO_LONG
 
 
+EntryCheck = Callable[[Checker, Any], None]
+
+
+def _entry_checks() -> dict[str, EntryCheck]:
+    checks: dict[str, EntryCheck] = {
+        "put": lambda chk, r: chk.put(r),
+        "delete_range": lambda chk, r: chk.delete(r),
+        "txn": lambda chk, r: chk.txn(r),
+        "compaction": lambda chk, r: chk.compact(),
+        "lease_grant": lambda chk, r: chk.user(),
+        "lease_revoke": lambda chk, r: chk.lease_revoke(r.ID),
+        # Policies change tenants and every table at once: root only.
+        "policy_apply": lambda chk, r: chk.admin(),
+    }
+
+    def auth_change(kind: str) -> EntryCheck:
+        # Root, or a tenant's delegated admin inside its tenant (server.tenant_apply).
+        return lambda chk, r: check_auth_change(chk, kind, r)
+
+    for kind in AUTH_KINDS:
+        checks.setdefault(kind, auth_change(kind))
+    return checks
+
+
+# The check of every entry kind a client's request becomes (kinds not here pass).
+ENTRY_CHECKS = _entry_checks()
+
+
 class AuthApplier:
     """Checks every entry before it applies, and applies the auth entries (see the module
     docstring). `install` hooks it into an `Applier`."""
@@ -124,26 +157,14 @@ class AuthApplier:
         self._access = access
         self._kv = kv
         self._header = header
-        self._checks: dict[str, Callable[[Any, Any], None]] = {
-            "put": lambda chk, r: chk.put(r),
-            "delete_range": lambda chk, r: chk.delete(r),
-            "txn": lambda chk, r: chk.txn(r),
-            "compaction": lambda chk, r: chk.compact(),
-            "lease_grant": lambda chk, r: chk.user(),
-            "lease_revoke": lambda chk, r: chk.lease_revoke(r.ID),
-            # Policies change tenants and every table at once: root only.
-            "policy_apply": lambda chk, r: chk.admin(),
-        }
-        for kind in AUTH_KINDS:
-            # Root, or a tenant's delegated admin inside its tenant (server.tenant_apply).
-            self._checks.setdefault(
-                kind, lambda chk, r, kind=kind: check_auth_change(chk, access, kind, r)
-            )
+        self._checks = ENTRY_CHECKS
         self._tenants = TenantAuthHooks(access)
         self.policy = PolicyApplier(access, kv, header_fn(header))
         self.quota = QuotaObserver(access, kv)
-        # The caller of the entry being applied (its header's user), for the auth hooks.
+        # The caller of the entry being applied (its header's user), for the auth hooks, and
+        # where it sent it from (auth and policy entries only), for the audit log.
         self._caller = ""
+        self._who: dict[str, str] = {}
 
     def install(self, applier: Applier) -> None:
         applier.guard = self.check
@@ -162,10 +183,11 @@ class AuthApplier:
     ) -> None:
         """Raise etcd's error if the entry's caller may not do what it asks."""
         self._caller = header.username
+        self._who = {"cn": header.common_name, "client": header.client}
         check = self._checks.get(kind)
         if check is None:
             return
-        with self._access.checker(txn, info_from_header(header)) as chk:
+        with self._access.checker(txn, info_from_header(header), audited=False) as chk:
             check(chk, request)
 
     def _apply_command(self, kind: str) -> Callable[[lmdb.Transaction, KVWriter, Any], bytes]:
@@ -177,19 +199,27 @@ class AuthApplier:
                     command, tenant = self._tenants.before(command, caller)
                     self._access.store.apply(command)
                     self._tenants.after(command, tenant)
+                    revision = self._access.db.get_revision()
             except AuthError as e:
                 raise from_auth(e) from None
             audit = self._access.audit
             if audit is not None:
-                # Names only: the command's repr leaves out password hashes.
-                audit("auth_change", user=caller, change=repr(command), kind=kind)
+                # Names only (as stored): the command's repr leaves out password hashes.
+                audit(
+                    "auth_change",
+                    user=caller,
+                    **self._who,
+                    kind=kind,
+                    change=repr(command),
+                    revision=revision,
+                )
             return field_message(1, self._header.header(w.revision))
 
         return apply
 
     def _policy_apply(self, txn: lmdb.Transaction, w: KVWriter, r: peer_pb2.PolicyApply) -> bytes:
         self.policy.audit = self._access.audit
-        return self.policy.apply(txn, w, r, self._caller)
+        return self.policy.apply(txn, w, r, self._caller, self._who)
 
     def _publish_key(self, txn: lmdb.Transaction, w: KVWriter, r: peer_pb2.AuthPublishKey) -> bytes:
         try:

@@ -48,6 +48,7 @@ from server.raft import (
     Status,
 )
 from server.raft.rawnode import check_forwarded_proposal
+from server.slowlog import SLOW
 from server.storage.backend import Backend
 from server.storage.raftlog import RaftLog
 from server.wire import field_message, field_varint
@@ -584,6 +585,7 @@ class Driver:
                 # A child transaction per entry: an unexpected error in one request rolls back
                 # that request alone, on every member alike, instead of the whole batch.
                 child = env.begin(write=True, parent=txn)
+                started = time.perf_counter()
                 try:
                     res = self._applier.apply(child, e.data)
                 except Exception:
@@ -591,6 +593,9 @@ class Driver:
                     log.exception("internal error applying entry %d", e.index)
                     results.append(_internal_error(e.data))
                     continue
+                if (took := time.perf_counter() - started) > SLOW.threshold:
+                    err = res.error.message if res.error is not None else ""
+                    SLOW.applied(e.data, res.response, err, took)
                 if res.error is not None:
                     child.abort()
                 else:

@@ -19,8 +19,9 @@ from collections.abc import Awaitable, Callable
 import grpc
 from google.protobuf.message import DecodeError
 
-from server.api.rpc import CallInfo, decode_error
+from server.api.rpc import CallInfo, decode_error, serving
 from server.errors import CODE_BY_VALUE, EtcdError
+from server.watch_quota import WatcherCounts
 
 log = logging.getLogger("ward.ipc")
 
@@ -43,8 +44,14 @@ PAUSED = 3  # payload: u64 sequence of the PUSH_PAUSE this answers
 SERVING = 4  # the worker's listeners are up
 READ_INDEX = 5  # answered once the core applied everything committed when it arrived
 COUNTERS = 6  # request id 0, unanswered; payload: the worker's RPC counters (server.metrics)
+# payload: u8 1 reserve / 0 release, u32 quota (reserve) or count (release), tenant name; a
+# reserve is answered (b"\x01": admitted), a release (request id 0) is not (server.watch_quota)
+WATCHERS = 7
+# request id 0, unanswered; payload: the worker's auth decisions (server.auth_metrics)
+AUTH_DECISIONS = 8
 
 _U64 = struct.Struct(">Q")
+_WATCHERS = struct.Struct(">BI")
 
 
 def frame(rid: int, kind: int, payload: bytes) -> bytes:
@@ -142,6 +149,14 @@ class CoreLink:
         if not self.closed.is_set():
             self._w.write(frame(0, kind, payload))
 
+    async def reserve_watcher(self, tenant: str, quota: int) -> bool:
+        """Ask the core to count one more watcher of `tenant` (see server.watch_quota)."""
+        answer = await self._request(WATCHERS, _WATCHERS.pack(1, quota) + tenant.encode())
+        return answer == b"\x01"
+
+    def release_watchers(self, tenant: str, n: int) -> None:
+        self.notify(WATCHERS, _WATCHERS.pack(0, n) + tenant.encode())
+
     async def call(self, method: str, request: bytes, info: CallInfo) -> bytes:
         head = _strs(
             method.encode(), info.peer.encode(), info.token.encode(), info.common_name.encode()
@@ -163,7 +178,9 @@ def _error_frame(rid: int, e: EtcdError) -> bytes:
 class WorkerHub:
     """The core's end: serves every worker's link, pushes to all of them."""
 
-    def __init__(self, submit: Submit, handlers: Handlers) -> None:
+    def __init__(
+        self, submit: Submit, handlers: Handlers, *, watchers: WatcherCounts | None = None
+    ) -> None:
         self._submit = submit
         self._handlers = handlers
         # The member's read barrier (None to await when no read index is needed).
@@ -177,6 +194,10 @@ class WorkerHub:
         self._all_paused = asyncio.Event()
         # Each link's last COUNTERS push, kept after the link ends (totals never go back).
         self.counters: dict[int, bytes] = {}
+        # Each link's last AUTH_DECISIONS push, kept the same way.
+        self.decisions: dict[int, bytes] = {}
+        # The member's open watchers per tenant; each link's reservations end with it.
+        self.watchers = watchers if watchers is not None else WatcherCounts()
         self._links = itertools.count(1)
 
     async def start(self, path: str) -> None:
@@ -232,6 +253,19 @@ class WorkerHub:
                 if kind == COUNTERS:
                     self.counters[link] = payload
                     continue
+                if kind == AUTH_DECISIONS:
+                    self.decisions[link] = payload
+                    continue
+                if kind == WATCHERS:
+                    # Answered here, in order with the link's releases (no task, no await).
+                    op, n = _WATCHERS.unpack_from(payload)
+                    tenant = payload[_WATCHERS.size :].decode()
+                    if op:
+                        ok = self.watchers.reserve(writer, tenant, n)
+                        writer.write(frame(rid, OK, b"\x01" if ok else b""))
+                    else:
+                        self.watchers.release(writer, tenant, n)
+                    continue
                 task = asyncio.create_task(self._handle(writer, rid, kind, payload))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -240,6 +274,7 @@ class WorkerHub:
         finally:
             self._writers.discard(writer)
             self._serving.discard(writer)
+            self.watchers.drop(writer)
             writer.close()
 
     def _propose_frame(self, writer: asyncio.StreamWriter, rid: int, payload: bytes) -> None:
@@ -289,7 +324,14 @@ class WorkerHub:
                 handler = self._handlers.get(method.decode())
                 if handler is None:
                     raise EtcdError(grpc.StatusCode.UNIMPLEMENTED, f"unknown method {method!r}")
-                info = CallInfo(peer=peer.decode(), token=token.decode(), common_name=cn.decode())
+                info = serving(
+                    CallInfo(
+                        peer=peer.decode(),
+                        token=token.decode(),
+                        common_name=cn.decode(),
+                        method=method.decode(),
+                    )
+                )
                 resp = await handler(payload[off:], info)
             else:
                 raise EtcdError(grpc.StatusCode.INTERNAL, f"unknown frame kind {kind}")

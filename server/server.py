@@ -30,7 +30,9 @@ from server.apply import Applier, HeaderInfo
 from server.auth_apply import AuthApplier
 from server.authsetup import TOKEN_INFO_METHOD, AuthOptions, WorkerAuth, core_access, publish_key
 from server.autocompact import AutoCompactor, for_driver
+from server.corruption import HASHKV_CALL, CorruptionChecker
 from server.datadir import DataDir
+from server.denials import AuditedProposer
 from server.driver import Driver, DriverOptions
 from server.gateway import serve_http
 from server.gateway.service import HTTPListeners
@@ -40,7 +42,8 @@ from server.membership import Membership, cluster_id, member_id
 from server.metrics import LeaderWatch
 from server.peer.transport import PeerCallError, PeerTransport
 from server.raft import SnapshotMetadata
-from server.state import ENTRY_LEASE_EXPIRE, ENTRY_MEMBER_ATTR, ServerState
+from server.slowlog import SLOW
+from server.state import ENTRY_ALARM, ENTRY_LEASE_EXPIRE, ENTRY_MEMBER_ATTR, ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
 from server.storage.snapshot import K_CLUSTER_ID, K_MEMBER_ID
@@ -49,6 +52,7 @@ from server.tls import ClientListeners, ListenerTLS, prepare
 from server.tls.guard import CertGuardInterceptor
 from server.tls.peer import PeerTLS
 from server.watch import RevisionClock
+from server.watch_quota import LocalQuota, WatcherCounts
 from server.worker import WorkerArgs
 from server.worker import main as worker_main
 from wardpb.etcdserverpb import rpc_pb2
@@ -121,6 +125,11 @@ class ServerOptions:
     # Auto compaction (server.autocompact): seconds of history (periodic) or revisions kept.
     auto_compaction_period: float = 0.0
     auto_compaction_revisions: int = 0
+    # Slow-request log threshold (server.slowlog), in seconds.
+    warning_apply_s: float = 0.1
+    # Corruption checks (server.corruption): at start, and every corrupt_check_s (0: never).
+    initial_corrupt_check: bool = False
+    corrupt_check_s: float = 0.0
 
 
 class Member:
@@ -140,6 +149,8 @@ class Member:
         self.backend: Backend | None = None
         self.state: ServerState | None = None
         self.hub: WorkerHub | None = None
+        # Each tenant's open watchers in this member, every serving process's (watch_quota).
+        self.watchers = WatcherCounts()
         self._procs: list[multiprocessing.process.BaseProcess] = []
         self._worker_args: list[WorkerArgs] = []
         self._housekeeping: asyncio.Task[None] | None = None
@@ -157,9 +168,14 @@ class Member:
         self._http: HTTPListeners | None = None
         self.http_ports: list[int] = []
         self.leader_watch: LeaderWatch | None = None
+        # Whether the data directory held this member's state before this start (etcd's
+        # "member initialized": only then is there anything to compare with the peers).
+        self.initialized = False
+        self.corruption: CorruptionChecker | None = None
 
     async def start(self) -> None:
         o = self.options
+        SLOW.configure(o.warning_apply_s)
         self.datadir.open()
         if o.client_tls is not None:
             prepare(o.client_tls)  # Ward's own CA and certificates, made once in the data dir
@@ -209,6 +225,7 @@ class Member:
         self.lessor = self._start_lessor(applier, election_ticks * o.heartbeat_ms / 1000)
         self.driver.install_snapshot = self._install_snapshot
         await self._start_peer()
+        await self._check_corruption(kv, initial=o.initial_corrupt_check and self.initialized)
         await self.driver.start()
         assert self._expirer is not None
         self._expirer.start()
@@ -216,12 +233,15 @@ class Member:
         self._autocompact = for_driver(self.driver, p, r)
         if self._autocompact is not None:
             self._autocompact.start()
+        if o.corrupt_check_s > 0:
+            self._start_corruption_checks(o.corrupt_check_s)
         self.state = ServerState(
             backend=self.backend,
             kv=kv,
             reader=applier,
             header=header,
-            proposer=self.driver,
+            # Writes refused where they apply are audited here, where the client is known.
+            proposer=AuditedProposer(self.driver, access, self.backend),
             member_id=mid,
             cluster_id=cid,
             max_txn_ops=o.max_txn_ops,
@@ -243,7 +263,10 @@ class Member:
             strict_reconfig=o.strict_reconfig,
         ).methods()
         impls["etcdserverpb.Watch"] = WatchService(
-            self.state, self.clock, progress_interval=o.watch_progress_interval
+            self.state,
+            self.clock,
+            progress_interval=o.watch_progress_interval,
+            quota=LocalQuota(self.watchers),
         ).methods()
         leases = LeaseService(
             self.state, self.lessor, self._expirer, self.clock, forward=self.forward_to_leader
@@ -300,7 +323,7 @@ class Member:
             for name, fn in methods.items()
             if svc not in WORKER_LOCAL and name not in STREAMING
         }
-        self.hub = WorkerHub(self.driver.submit, unary)  # type: ignore[arg-type]
+        self.hub = WorkerHub(self.driver.submit, unary, watchers=self.watchers)  # type: ignore[arg-type]
         self.hub.read_index = self.state.read_index
         sock = self.datadir.ipc_path
         sock.unlink(missing_ok=True)
@@ -341,6 +364,7 @@ class Member:
                 log_level=o.log_level,
                 log_outputs=o.log_outputs,
                 watch_progress_interval=o.watch_progress_interval,
+                warning_apply_s=o.warning_apply_s,
                 client_tls=o.client_tls,
                 secure_addresses=tuple(self.secure_bound),
                 auth=self._worker_auth,
@@ -397,6 +421,7 @@ class Member:
             raw_m = txn.get(K_MEMBER_ID, db=self.backend.meta)
             raw_c = txn.get(K_CLUSTER_ID, db=self.backend.meta)
         if raw_m and raw_c:
+            self.initialized = True
             return _U64.unpack(raw_m)[0], _U64.unpack(raw_c)[0], []
         if o.initial_cluster_state == "existing":
             mid, cid, members = await self._join()
@@ -467,6 +492,44 @@ class Member:
                 self._removed()
 
         driver.on_conf_change = conf_changed
+
+    async def _check_corruption(self, kv: KVStore, *, initial: bool) -> None:
+        """Answer peers' hash requests from now on; with `initial`, compare this member's data
+        with theirs before it joins Raft (raises CorruptionError on a mismatch)."""
+        assert self.driver is not None and self.membership is not None
+        assert self.backend is not None and self.transport is not None
+        checker = self.corruption = CorruptionChecker(
+            self.backend,
+            kv,
+            member_id=self.membership.member_id,
+            cluster_id=self.membership.cluster_id,
+            peers=self.membership.peers,
+            call=self.transport.call,
+            timeout=self.driver.request_timeout_s,
+        )
+        self._peer_handlers[HASHKV_CALL] = checker.serve_hashkv
+        if initial:
+            await checker.initial_check()
+
+    def _start_corruption_checks(self, interval: float) -> None:
+        assert self.driver is not None and self.corruption is not None
+        driver = self.driver
+
+        def read_index() -> Awaitable[None] | None:
+            return driver.read_index() if driver.needs_read_index else None
+
+        async def raise_alarm(member: int) -> object:
+            alarm = rpc_pb2.AlarmRequest(
+                action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=member, alarm=rpc_pb2.CORRUPT
+            )
+            return await driver.propose(ENTRY_ALARM, alarm.SerializeToString())
+
+        self.corruption.start_periodic(
+            interval,
+            is_leader=lambda: driver.is_leader,
+            read_index=read_index,
+            raise_alarm=raise_alarm,
+        )
 
     def _active_since(self, mid: int) -> float | None:
         return None if self.transport is None else self.transport.active_since(mid)
@@ -621,6 +684,8 @@ class Member:
             await self._expirer.stop()
         if self._autocompact is not None:
             await self._autocompact.stop()
+        if self.corruption is not None:
+            await self.corruption.stop()
         if self.hub is not None:
             await self.hub.stop()
         loop = asyncio.get_running_loop()

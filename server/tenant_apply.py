@@ -7,8 +7,10 @@ nothing but that transaction, so every member reaches the same tables and the sa
   tables (`auth.policy.plan`) and applies every change of it in the entry's child transaction,
   with one auth revision bump: all of it, on every member at the same log index, or nothing.
 - **Delegated admins**: a tenant's admins may manage the users and roles of their tenant only
-  (`check_auth_change`); a user or role they add belongs to their tenant, and the permissions they
-  grant or revoke are relative to the tenant's prefix (`TenantAuthHooks`).
+  (`check_auth_change`): the names they give are relative to their tenant (`auth.tenant_names`),
+  so they cannot name another's; a user or role they add belongs to their tenant, and the
+  permissions they grant or revoke are relative to the tenant's prefix (`TenantAuthHooks`).
+  Names in a tenant's namespace are refused to everyone else (`reserved_name`).
 - **Quotas** (`QuotaObserver`, told of every key change): each tenant's live keys and their key
   and value bytes are counted in the auth tables; a change that takes a tenant past a quota fails
   its entry (rolled back), whoever sent it, and only that tenant's writes are refused.
@@ -17,13 +19,14 @@ nothing but that transaction, so every member reaches the same tables and the sa
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import lmdb
 
-from auth import errors as auth_errors
+from auth import tenant_names
 from auth.commands import (
     AuthCommand,
     RoleAdd,
@@ -31,14 +34,18 @@ from auth.commands import (
     RoleGrantPermission,
     RoleRevokePermission,
     UserAdd,
+    UserChangePassword,
     UserDelete,
+    UserGrantRole,
+    UserRevokeRole,
 )
 from auth.errors import AuthError
 from auth.policy import AuthState, Change, Policy, PolicyError, absolute, plan
 from auth.tenants import Tenant, Usage
+from server import errors
 from server.access import Access, Checker
 from server.errors import EtcdError, from_auth
-from server.storage.authdb import LmdbAuthBackend
+from server.storage.authdb import LmdbAuthBackend, name_fits
 from server.storage.mvcc import Item, KVStore, KVWriter
 from server.wire import field_message
 from wardpb.etcdserverpb import rpc_pb2
@@ -54,6 +61,23 @@ TENANT_BYTE_QUOTA = EtcdError(
 TENANT_LEASE_QUOTA = EtcdError(
     grpc.StatusCode.RESOURCE_EXHAUSTED, "ward: tenant quota exceeded: too many leases"
 )
+
+
+def reserved_name(name: str, tenant: str) -> EtcdError:
+    """A user or role outside `tenant` cannot take a name of its namespace (auth.tenant_names):
+    only root meets this (a tenant's members name inside their own)."""
+    return EtcdError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"ward: the name {name!r} is reserved for tenant {tenant!r}"
+        f" (names ending in {tenant_names.SEPARATOR}{tenant})",
+    )
+
+
+def check_reserved(db: LmdbAuthBackend, name: str) -> None:
+    """Refuse a name outside every tenant that lies in a tenant's namespace."""
+    tenant = tenant_names.reserved_by(name, (t.name for t in db.list_tenants()))
+    if tenant is not None:
+        raise reserved_name(name, tenant)
 
 
 def invalid_policy(problems: list[str]) -> EtcdError:
@@ -89,48 +113,25 @@ def tenant_usage(kv: KVStore, txn: lmdb.Transaction, tenant: Tenant) -> Usage:
 # --- delegated administration ---
 
 
-def check_auth_change(chk: Checker, access: Access, kind: str, r: Any) -> None:
+def check_auth_change(chk: Checker, kind: str, r: Any) -> None:
     """The caller may make this auth change: root anywhere, a tenant admin inside its tenant.
 
-    A tenant admin naming a user or role of another tenant (or none) gets the same refusal as
-    for one that does not exist, so it learns nothing about what is outside its tenant.
+    A tenant admin's names are relative to its tenant (`auth.tenant_names`): a user or role of
+    another tenant, or of none, is one it cannot even name, so what it asks about it gets the
+    answer for one that does not exist, where the change applies. Enabling and disabling auth
+    stay root's.
     """
     if not chk.enabled:
         return
     tenant = chk.tenant_admin()
     if tenant is None:
         if kind == "auth_user_change_password":
-            chk.self_or_admin(r.name)
+            chk.self_or_admin(chk.user_name(r.name))
         else:
             chk.admin()
         return
-    db = access.db
-
-    def user(name: str) -> None:
-        if db.user_tenant(name) != tenant.name:
-            raise from_auth(auth_errors.PermissionDenied())
-
-    def role(name: str) -> None:
-        if db.role_tenant(name) != tenant.name:
-            raise from_auth(auth_errors.PermissionDenied())
-
-    if kind in ("auth_user_add", "auth_role_add"):
-        return
-    if kind in ("auth_user_delete", "auth_user_change_password"):
-        user(r.name)
-    elif kind == "auth_user_grant_role":
-        user(r.user)
-        role(r.role)
-    elif kind == "auth_user_revoke_role":
-        user(r.name)
-        role(r.role)
-    elif kind == "auth_role_grant_permission":
-        role(r.name)
-    elif kind in ("auth_role_delete", "auth_role_revoke_permission"):
-        role(r.role)
-    else:
-        # Enabling and disabling auth stay root's.
-        raise from_auth(auth_errors.PermissionDenied())
+    if kind in ("auth_enable", "auth_disable"):
+        chk.admin()  # refused (a tenant user is never a cluster admin), and audited
 
 
 class TenantAuthHooks:
@@ -140,15 +141,20 @@ class TenantAuthHooks:
         self._access = access
 
     def before(self, command: AuthCommand, caller: str | None) -> tuple[AuthCommand, Tenant | None]:
-        """The command as it applies (a tenant admin's keys made absolute), and the tenant the
-        caller administers, if any."""
+        """The command as it applies (a tenant member's names resolved in its tenant, a tenant
+        admin's keys made absolute), and the tenant the caller administers, if any."""
         db = self._access.db
-        tenant = None
+        tenant = member_of = None
         if caller and db.get_enabled():
             tname = db.user_tenant(caller)
-            t = db.get_tenant(tname) if tname is not None else None
-            if t is not None and caller in t.admins:
-                tenant = t
+            member_of = db.get_tenant(tname) if tname is not None else None
+            if member_of is not None and caller in member_of.admins:
+                tenant = member_of
+        if member_of is not None:
+            command = _names_in(db, member_of.name, command)
+        elif isinstance(command, (UserAdd, RoleAdd)):
+            # Root: a name in a tenant's namespace is that tenant's to give.
+            check_reserved(db, command.name)
         if tenant is not None:
             if isinstance(command, RoleGrantPermission):
                 command = RoleGrantPermission(command.name, absolute(tenant, command.permission))
@@ -170,6 +176,36 @@ class TenantAuthHooks:
             db.set_user_tenant(command.name, None)
         elif isinstance(command, RoleDelete):
             db.set_role_tenant(command.role, None)
+
+
+_USER_FIELDS = {
+    UserAdd: ("name",),
+    UserDelete: ("name",),
+    UserChangePassword: ("name",),
+    UserGrantRole: ("user",),
+    UserRevokeRole: ("name",),
+}
+_ROLE_FIELDS = {
+    UserGrantRole: ("role",),
+    UserRevokeRole: ("role",),
+    RoleAdd: ("name",),
+    RoleDelete: ("role",),
+    RoleGrantPermission: ("name",),
+    RoleRevokePermission: ("role",),
+}
+
+
+def _names_in(db: LmdbAuthBackend, tenant: str, command: AuthCommand) -> AuthCommand:
+    """`command` with a tenant member's user and role names resolved in its tenant."""
+    changes: dict[str, str] = {}
+    for f in _USER_FIELDS.get(type(command), ()):
+        changes[f] = tenant_names.user_name(db, tenant, getattr(command, f))
+    for f in _ROLE_FIELDS.get(type(command), ()):
+        changes[f] = tenant_names.role_name(db, tenant, getattr(command, f))
+    for name in changes.values():
+        if not name_fits(name):
+            raise errors.NAME_TOO_LONG
+    return dataclasses.replace(command, **changes) if changes else command  # type: ignore[arg-type]
 
 
 # --- quotas ---
@@ -306,8 +342,14 @@ class PolicyApplier:
             raise invalid_policy(e.problems) from None
 
     def apply(
-        self, txn: lmdb.Transaction, w: KVWriter, r: peer_pb2.PolicyApply, caller: str = ""
+        self,
+        txn: lmdb.Transaction,
+        w: KVWriter,
+        r: peer_pb2.PolicyApply,
+        caller: str = "",
+        who: dict[str, str] | None = None,
     ) -> bytes:
+        """Apply a policy entry; `who` is its sender's client address and CN (audit log)."""
         changes = self.plan(txn, r.document, prune=r.prune)
         db = self._access.db
         with db.bound(txn):
@@ -327,7 +369,13 @@ class PolicyApplier:
             revision = db.get_revision()
         if self.audit is not None:
             for change in changes:
-                self.audit("policy_change", user=caller, change=change.text, revision=revision)
+                self.audit(
+                    "policy_change",
+                    user=caller,
+                    **(who or {}),
+                    change=change.text,
+                    revision=revision,
+                )
         return policy_pb2.PolicyApplyResponse(
             changes=[c.text for c in changes], auth_revision=revision, applied=True
         ).SerializeToString()

@@ -28,8 +28,11 @@ from server.api.maintenance import MaintenanceService, RaftInfo
 from server.api.rpc import CallInfo, generic_handlers
 from server.api.watch import WatchService
 from server.apply import Applier, HeaderInfo
+from server.auth_metrics import DECISIONS
 from server.authsetup import TOKEN_INFO_METHOD, WorkerAuth, worker_access
+from server.denials import AuditedProposer
 from server.ipc import (
+    AUTH_DECISIONS,
     COUNTERS,
     PUSH_PAUSE,
     PUSH_READ_MODE,
@@ -38,12 +41,14 @@ from server.ipc import (
     PUSH_TERM,
     CoreLink,
 )
+from server.slowlog import SLOW
 from server.state import ServerState
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
 from server.tenancy import WORKER_NAMESPACED, namespaced
 from server.tls import ClientListeners, ListenerTLS
 from server.watch import RevisionClock
+from server.watch_quota import LinkQuota
 
 log = logging.getLogger("ward.worker")
 
@@ -67,6 +72,8 @@ class WorkerArgs:
     log_level: str = "info"
     log_outputs: tuple[str, ...] = ("stderr",)
     watch_progress_interval: float = 600.0
+    # Slow-request log threshold (server.slowlog), in seconds.
+    warning_apply_s: float = 0.1
     # Whether linearizable reads must ask the core for a read index (see PUSH_READ_MODE).
     read_index: bool = True
     # The client listeners' TLS, as the core serves it, and which addresses serve TLS.
@@ -82,6 +89,7 @@ def main(args: WorkerArgs) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.setup(level=args.log_level, outputs=list(args.log_outputs))
+    SLOW.configure(args.warning_apply_s)
     with contextlib.suppress(KeyboardInterrupt):
         uvloop.run(_serve(args))  # as the core process: see server/main.py
     # The link is gone: leave without running interpreter teardown that could block.
@@ -137,7 +145,8 @@ async def _serve(args: WorkerArgs) -> None:
         kv=kv,
         reader=reader,
         header=header,
-        proposer=link,
+        # Writes refused where they apply are audited here, where the client is known.
+        proposer=AuditedProposer(link, access, backend),
         member_id=args.member_id,
         cluster_id=args.cluster_id,
         max_txn_ops=args.max_txn_ops,
@@ -153,7 +162,11 @@ async def _serve(args: WorkerArgs) -> None:
         impls.setdefault(service, {})[method] = _forward(link, path)
     impls["etcdserverpb.KV"] = dict(KVService(state).methods())
     impls["etcdserverpb.Watch"] = WatchService(
-        state, clock, progress_interval=args.watch_progress_interval
+        state,
+        clock,
+        progress_interval=args.watch_progress_interval,
+        # Tenants' watchers are counted for the whole member, by the core.
+        quota=LinkQuota(link),
     ).methods()
     # Only the core has the lessor: each keep-alive of a stream is one call to it.
     impls.setdefault("etcdserverpb.Lease", {})["LeaseKeepAlive"] = keep_alive_stream(
@@ -189,14 +202,18 @@ async def _serve(args: WorkerArgs) -> None:
 
 
 async def _push_counters(link: CoreLink) -> None:
-    """This worker's RPC counters to the core, which serves /metrics for the member."""
-    sent = 0
+    """This worker's RPC counters and auth decisions to the core, which serves /metrics for
+    the member."""
+    sent = decided = 0
     while True:
         await asyncio.sleep(metrics.COUNTER_PUSH_S)
         total = metrics.RPC.total()
         if total != sent:
             sent = total
             link.notify(COUNTERS, metrics.RPC.encode())
+        if DECISIONS.total() != decided:
+            decided = DECISIONS.total()
+            link.notify(AUTH_DECISIONS, DECISIONS.encode())
 
 
 def _forward(link: CoreLink, path: str):  # type: ignore[no-untyped-def]

@@ -11,6 +11,11 @@ A password never reaches a log line or an error message (SECURITY 12).
 
 Beyond etcd: a user may change their own password; failed Authenticate calls are rate-limited
 per user name and per client address (`auth.ratelimit`).
+
+Tenants: a tenant's members name users and roles relative to their tenant (`auth.tenant_names`),
+here and where changes apply, and see only their tenant's (lists, a user's roles). A tenant
+admin asking about a user or role of another tenant, or of none, is asking about a name of its
+own namespace that does not exist, and gets exactly that answer ("user name not found").
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from auth.policy import relative
 from auth.ranges import is_valid_permission_range
 from auth.tenants import Tenant
 from server import errors
-from server.access import Access, Checker, client_address, request_header
+from server.access import Access, Checker, client_address, request_header, who
 from server.api.rpc import CallInfo, Unary
+from server.auth_metrics import ALLOWED, DECISIONS, DENIED
 from server.errors import from_auth
 from server.state import (
     ENTRY_AUTH_DISABLE,
@@ -44,7 +50,8 @@ from server.state import (
     ENTRY_AUTH_USER_REVOKE_ROLE,
     ServerState,
 )
-from server.storage.authdb import LmdbAuthBackend, name_fits, perm_type
+from server.storage.authdb import name_fits, perm_type
+from server.tenant_apply import check_auth_change, check_reserved
 from server.wire import field_bool, field_bytes, field_message, field_varint
 from wardpb.authpb import auth_pb2
 from wardpb.etcdserverpb import rpc_pb2
@@ -89,24 +96,26 @@ class AuthService:
         with s.backend.read() as txn:
             return field_message(1, s.header.header(s.kv.current_revision(txn)))
 
-    async def _propose(self, field: int, request: bytes, call: CallInfo) -> bytes:
-        """Propose an auth change as the caller, who must be an admin (checked here first so a
-        refusal costs nothing, and again where it applies)."""
+    async def _propose(
+        self, field: int, kind: str, r: object, request: bytes, call: CallInfo
+    ) -> bytes:
+        """Propose an auth change as the caller, checked here first as where it applies (so a
+        refusal costs nothing, and is audited with who sent it), and again there."""
         info = await self._access.identify(call)
         with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            # A tenant's delegated admin too: the apply path keeps it inside its tenant.
-            _admin_or_tenant_admin(chk)
-        return await self._s.proposer.propose(field, request, header=request_header(info))
+            # Root, or a tenant's delegated admin: the apply path keeps it inside its tenant.
+            check_auth_change(chk, kind, r)
+        return await self._s.proposer.propose(field, request, header=request_header(info, call))
 
     # --- enabling ---
 
     async def auth_enable(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthEnableRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_ENABLE, request, call)
+        r = rpc_pb2.AuthEnableRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_ENABLE, "auth_enable", r, request, call)
 
     async def auth_disable(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthDisableRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_DISABLE, request, call)
+        r = rpc_pb2.AuthDisableRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_DISABLE, "auth_disable", r, request, call)
 
     async def auth_status(self, request: bytes, call: CallInfo) -> bytes:
         rpc_pb2.AuthStatusRequest.FromString(request)
@@ -123,22 +132,31 @@ class AuthService:
             r.password,
             client_address=client_address(call.peer),
         )
+        # The token carries the auth revision this member has applied. Wait until it has applied
+        # everything committed before this call (etcd puts Authenticate through Raft for the
+        # same reason): otherwise a member that lags behind a grant another member acknowledged
+        # hands out a token that is refused as "revision of auth store is old".
+        wait = self._s.read_index()
+        if wait is not None:
+            await wait
         try:
             token = await asyncio.get_running_loop().run_in_executor(self._hashing, check)
         except AuthError as e:
             if not isinstance(e, auth_errors.AuthNotEnabled):
                 # The name is no secret; the password never appears in any log line.
                 log.info("authentication failed", extra={"user": r.name, "error": e.message})
-                self._audit_authenticate(r.name, call, e.message)
+                DECISIONS.count("authenticate", DENIED)
+                self._audit_authenticate(r.name, e.message)
             raise from_auth(e) from None
-        self._audit_authenticate(r.name, call, "ok")
+        DECISIONS.count("authenticate", ALLOWED)
+        self._audit_authenticate(r.name, "ok")
         return self._header() + field_bytes(2, token.encode())
 
-    def _audit_authenticate(self, name: str, call: CallInfo, result: str) -> None:
+    def _audit_authenticate(self, name: str, result: str) -> None:
         audit = self._access.audit
         if audit is not None:
             # Who and from where; never the password nor the token.
-            audit("authenticate", user=name, client=client_address(call.peer), result=result)
+            audit("authenticate", **who(name), result=result)
 
     # --- users ---
 
@@ -147,13 +165,17 @@ class AuthService:
         info = await self._access.identify(call)
         no_password = r.options.no_password
         with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            _admin_or_tenant_admin(chk)
+            tenant = _admin_or_tenant_admin(chk)
             if not r.name:
                 raise from_auth(auth_errors.UserEmpty())
-            if not name_fits(r.name):
+            # The entry carries the name as given; where it applies, it is resolved the same.
+            name = chk.user_name(r.name)
+            if not name_fits(name):
                 raise errors.NAME_TOO_LONG
+            if tenant is None:
+                check_reserved(self._access.db, name)
             # Refused before hashing: a hash for a user that exists would be wasted work.
-            if self._access.db.get_user(r.name) is not None:
+            if self._access.db.get_user(name) is not None:
                 raise from_auth(auth_errors.UserAlreadyExists())
         if r.hashedPassword and not no_password:
             raise errors.HASHED_PASSWORD_REFUSED
@@ -171,7 +193,7 @@ class AuthService:
             no_password=command.no_password,
         )
         return await self._s.proposer.propose(
-            ENTRY_AUTH_USER_ADD, entry.SerializeToString(), header=request_header(info)
+            ENTRY_AUTH_USER_ADD, entry.SerializeToString(), header=request_header(info, call)
         )
 
     async def user_get(self, request: bytes, call: CallInfo) -> bytes:
@@ -179,14 +201,16 @@ class AuthService:
         info = await self._access.identify(call)
         s = self._s
         with s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            name = chk.user_name(r.name)
             # As etcd: a user may look at themself.
-            if not (chk.enabled and info is not None and info.username == r.name):
-                _admin_or_tenant_admin(chk, user=r.name, db=self._access.db)
-            user = self._access.db.get_user(r.name)
+            if not (chk.enabled and info is not None and info.username == name):
+                _admin_or_tenant_admin(chk)
+            user = self._access.db.get_user(name)
             if user is None:
                 raise from_auth(auth_errors.UserNotFound())
+            roles = [chk.shown(role) for role in user.roles]
             header = field_message(1, s.header.header(s.kv.current_revision(txn)))
-        return header + b"".join(field_bytes(2, role.encode()) for role in user.roles)
+        return header + b"".join(field_bytes(2, role.encode()) for role in roles)
 
     async def user_list(self, request: bytes, call: CallInfo) -> bytes:
         rpc_pb2.AuthUserListRequest.FromString(request)
@@ -197,24 +221,21 @@ class AuthService:
             db = self._access.db
             names = [u.name for u in db.list_users()]
             if tenant is not None:
-                # A tenant admin sees its tenant's users only.
-                names = [n for n in names if db.user_tenant(n) == tenant.name]
+                # A tenant admin sees its tenant's users only, by the names it gives them.
+                names = sorted(chk.shown(n) for n in names if db.user_tenant(n) == tenant.name)
             header = field_message(1, s.header.header(s.kv.current_revision(txn)))
         return header + b"".join(field_bytes(2, n.encode()) for n in names)
 
     async def user_delete(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthUserDeleteRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_USER_DELETE, request, call)
+        r = rpc_pb2.AuthUserDeleteRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_USER_DELETE, "auth_user_delete", r, request, call)
 
     async def user_change_password(self, request: bytes, call: CallInfo) -> bytes:
         """An admin may set anyone's password; beyond etcd, a user may set their own."""
         r = rpc_pb2.AuthUserChangePasswordRequest.FromString(request)
         info = await self._access.identify(call)
         with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
-            if not (chk.enabled and info is not None and info.username == r.name):
-                _admin_or_tenant_admin(chk, user=r.name, db=self._access.db)
-            else:
-                chk.self_or_admin(r.name)
+            check_auth_change(chk, "auth_user_change_password", r)
         if r.hashedPassword:
             raise errors.HASHED_PASSWORD_REFUSED
         store = self._access.store
@@ -230,22 +251,29 @@ class AuthService:
         return await self._s.proposer.propose(
             ENTRY_AUTH_USER_CHANGE_PASSWORD,
             entry.SerializeToString(),
-            header=request_header(info),
+            header=request_header(info, call),
         )
 
     async def user_grant_role(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthUserGrantRoleRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_USER_GRANT_ROLE, request, call)
+        r = rpc_pb2.AuthUserGrantRoleRequest.FromString(request)
+        kind = "auth_user_grant_role"
+        return await self._propose(ENTRY_AUTH_USER_GRANT_ROLE, kind, r, request, call)
 
     async def user_revoke_role(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthUserRevokeRoleRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_USER_REVOKE_ROLE, request, call)
+        r = rpc_pb2.AuthUserRevokeRoleRequest.FromString(request)
+        kind = "auth_user_revoke_role"
+        return await self._propose(ENTRY_AUTH_USER_REVOKE_ROLE, kind, r, request, call)
 
     # --- roles ---
 
     async def role_add(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthRoleAddRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_ROLE_ADD, request, call)
+        r = rpc_pb2.AuthRoleAddRequest.FromString(request)
+        info = await self._access.identify(call)
+        with self._s.backend.read() as txn, self._access.checker(txn, info) as chk:
+            if _admin_or_tenant_admin(chk) is None:
+                # Root: a name in a tenant's namespace is that tenant's to give.
+                check_reserved(self._access.db, r.name)
+        return await self._propose(ENTRY_AUTH_ROLE_ADD, "auth_role_add", r, request, call)
 
     async def role_get(self, request: bytes, call: CallInfo) -> bytes:
         r = rpc_pb2.AuthRoleGetRequest.FromString(request)
@@ -253,14 +281,15 @@ class AuthService:
         s = self._s
         with s.backend.read() as txn, self._access.checker(txn, info) as chk:
             # As etcd: a user may look at the roles they hold.
+            name = chk.role_name(r.role)
             holds = (
                 chk.enabled
                 and info is not None
-                and self._access.store.has_role(info.username, r.role)
+                and self._access.store.has_role(info.username, name)
             )
             if not holds:
-                _admin_or_tenant_admin(chk, role=r.role, db=self._access.db)
-            role = self._access.db.get_role(r.role)
+                _admin_or_tenant_admin(chk)
+            role = self._access.db.get_role(name)
             if role is None:
                 raise from_auth(auth_errors.RoleNotFound())
             # The stored grants, as etcd 3.4 answers (the root role needs none: it passes
@@ -281,13 +310,13 @@ class AuthService:
             db = self._access.db
             names = [r.name for r in db.list_roles()]
             if tenant is not None:
-                names = [n for n in names if db.role_tenant(n) == tenant.name]
+                names = sorted(chk.shown(n) for n in names if db.role_tenant(n) == tenant.name)
             header = field_message(1, s.header.header(s.kv.current_revision(txn)))
         return header + b"".join(field_bytes(2, n.encode()) for n in names)
 
     async def role_delete(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthRoleDeleteRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_ROLE_DELETE, request, call)
+        r = rpc_pb2.AuthRoleDeleteRequest.FromString(request)
+        return await self._propose(ENTRY_AUTH_ROLE_DELETE, "auth_role_delete", r, request, call)
 
     async def role_grant_permission(self, request: bytes, call: CallInfo) -> bytes:
         r = rpc_pb2.AuthRoleGrantPermissionRequest.FromString(request)
@@ -305,28 +334,22 @@ class AuthService:
         if not is_valid_permission_range(key, end):
             raise from_auth(auth_errors.InvalidAuthMgmt())
         return await self._s.proposer.propose(
-            ENTRY_AUTH_ROLE_GRANT_PERMISSION, request, header=request_header(info)
+            ENTRY_AUTH_ROLE_GRANT_PERMISSION, request, header=request_header(info, call)
         )
 
     async def role_revoke_permission(self, request: bytes, call: CallInfo) -> bytes:
-        rpc_pb2.AuthRoleRevokePermissionRequest.FromString(request)
-        return await self._propose(ENTRY_AUTH_ROLE_REVOKE_PERMISSION, request, call)
+        r = rpc_pb2.AuthRoleRevokePermissionRequest.FromString(request)
+        kind = "auth_role_revoke_permission"
+        return await self._propose(ENTRY_AUTH_ROLE_REVOKE_PERMISSION, kind, r, request, call)
 
 
-def _admin_or_tenant_admin(
-    chk: Checker, *, user: str = "", role: str = "", db: LmdbAuthBackend | None = None
-) -> Tenant | None:
-    """Pass root (None) or a tenant's delegated admin (its tenant), looking at its own tenant's
-    `user` or `role` if one is named; refuse anyone else."""
+def _admin_or_tenant_admin(chk: Checker) -> Tenant | None:
+    """Pass root (None) or a tenant's delegated admin (its tenant); refuse anyone else. What a
+    tenant admin names is resolved in its tenant (`Checker.user_name`), so it stays inside."""
     tenant = chk.tenant_admin() if chk.enabled else None
     if tenant is None:
         chk.admin()
         return None
-    if db is not None and (
-        (user and db.user_tenant(user) != tenant.name)
-        or (role and db.role_tenant(role) != tenant.name)
-    ):
-        raise from_auth(auth_errors.PermissionDenied())
     return tenant
 
 

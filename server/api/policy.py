@@ -46,7 +46,7 @@ class PolicyService:
             ).SerializeToString()
         entry = peer_pb2.PolicyApply(document=r.document, prune=r.prune)
         return await s.proposer.propose(
-            ENTRY_POLICY_APPLY, entry.SerializeToString(), header=request_header(info)
+            ENTRY_POLICY_APPLY, entry.SerializeToString(), header=request_header(info, call)
         )
 
     async def export(self, request: bytes, call: CallInfo) -> bytes:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from time import perf_counter
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from server.errors import EtcdError, grpc_too_large
 from server.metrics import RPC, grpc_code_name
+from server.slowlog import SLOW
 from server.tls.guard import before_refusing_a_stream, cert_common_name
 from wardpb.etcdserverpb import rpc_pb2
 from wardpb.policypb import policy_pb2
@@ -31,7 +34,7 @@ class CallInfo:
     address or the TLS identity, and reading them costs on every call.
     """
 
-    __slots__ = ("_common_name", "_context", "_peer", "_token", "identity", "trusted")
+    __slots__ = ("_common_name", "_context", "_peer", "_token", "identity", "method", "trusted")
 
     def __init__(
         self,
@@ -41,8 +44,11 @@ class CallInfo:
         common_name: str = "",
         context: grpc.aio.ServicerContext | None = None,
         trusted: bool = False,
+        method: str = "",
     ) -> None:
         self._context = context
+        # The gRPC method path ("/etcdserverpb.KV/Put"), for the audit log's "what".
+        self.method = method
         # A call another member forwarded after checking its caller itself (leader-only calls):
         # it carries no caller of its own, and auth checks pass it.
         self.trusted = trusted
@@ -99,8 +105,21 @@ SERVICES = {
 }
 
 
-def call_info(context: grpc.aio.ServicerContext) -> CallInfo:
-    return CallInfo(context=context)
+# The call the current task serves. The audit log (server.access) records who was refused
+# from deep inside permission checks that are not otherwise handed the call; every call runs in a
+# task of its own (gRPC's, the worker link's, the gateway's), so the variable is the call's alone.
+# Set once per call (one ContextVar.set); read only when a request is refused.
+CURRENT_CALL: ContextVar[CallInfo | None] = ContextVar("ward_current_call", default=None)
+
+
+def serving(call: CallInfo) -> CallInfo:
+    """Make `call` the current task's call (see `CURRENT_CALL`); returns it."""
+    CURRENT_CALL.set(call)
+    return call
+
+
+def call_info(context: grpc.aio.ServicerContext, method: str = "") -> CallInfo:
+    return serving(CallInfo(context=context, method=method))
 
 
 async def _abort(context: grpc.aio.ServicerContext, e: EtcdError) -> None:
@@ -116,20 +135,27 @@ def _unary(
     fn: Unary, limit: int, guard: Guard | None, name: tuple[str, str]
 ) -> grpc.RpcMethodHandler:
     svc, method = name
+    path = f"/{svc}/{method}"
 
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if guard is not None and (refused := guard(context)) is not None:
             await _abort(context, refused)
         # grpc_server_handled_total: two dict updates per call, nothing else.
         RPC.start("unary", svc, method)
+        # Slow-request log (server.slowlog): two clock reads per call; the rest only when slow.
+        started = perf_counter()
         try:
             if len(request) > limit:
                 raise grpc_too_large(len(request), limit)
-            out = await fn(request, call_info(context))
+            out = await fn(request, call_info(context, path))
             RPC.done("unary", svc, method, "OK")
+            if (took := perf_counter() - started) > SLOW.threshold:
+                SLOW.served(svc, method, request, out, "", took, context.peer() or "")
             return out
         except EtcdError as e:
             RPC.done("unary", svc, method, grpc_code_name(e.code))
+            if (took := perf_counter() - started) > SLOW.threshold:
+                SLOW.served(svc, method, request, None, e.message, took, context.peer() or "")
             await _abort(context, e)
         except DecodeError as e:
             RPC.done("unary", svc, method, "Internal")
@@ -139,14 +165,16 @@ def _unary(
     return grpc.unary_unary_rpc_method_handler(handle)
 
 
-def _server_stream(fn: ServerStream, limit: int, guard: Guard | None) -> grpc.RpcMethodHandler:
+def _server_stream(
+    fn: ServerStream, limit: int, guard: Guard | None, path: str = ""
+) -> grpc.RpcMethodHandler:
     async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         if guard is not None and (refused := guard(context)) is not None:
             await _abort(context, refused)
         try:
             if len(request) > limit:
                 raise grpc_too_large(len(request), limit)
-            async for chunk in fn(request, call_info(context)):
+            async for chunk in fn(request, call_info(context, path)):
                 yield chunk
         except EtcdError as e:
             await _abort(context, e)
@@ -156,7 +184,7 @@ def _server_stream(fn: ServerStream, limit: int, guard: Guard | None) -> grpc.Rp
     return grpc.unary_stream_rpc_method_handler(handle)
 
 
-def _bidi(fn: BidiStream, guard: Guard | None) -> grpc.RpcMethodHandler:
+def _bidi(fn: BidiStream, guard: Guard | None, path: str = "") -> grpc.RpcMethodHandler:
     async def handle(
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
@@ -164,7 +192,7 @@ def _bidi(fn: BidiStream, guard: Guard | None) -> grpc.RpcMethodHandler:
             await before_refusing_a_stream(requests)
             await _abort(context, refused)
         try:
-            async for chunk in fn(requests, call_info(context)):
+            async for chunk in fn(requests, call_info(context, path)):
                 yield chunk
         except EtcdError as e:
             await _abort(context, e)
@@ -215,9 +243,14 @@ def generic_handlers(
             if fn is None:
                 table[m.name] = _unimplemented(full, m.name, cs, ss)
             elif cs and ss:
-                table[m.name] = _bidi(fn, guard)  # type: ignore[arg-type]
+                table[m.name] = _bidi(fn, guard, f"/{full}/{m.name}")  # type: ignore[arg-type]
             elif ss:
-                table[m.name] = _server_stream(fn, max_message_bytes, guard)  # type: ignore[arg-type]
+                table[m.name] = _server_stream(  # type: ignore[arg-type]
+                    fn,  # type: ignore[arg-type]
+                    max_message_bytes,
+                    guard,
+                    f"/{full}/{m.name}",
+                )
             else:
                 table[m.name] = _unary(
                     fn,  # type: ignore[arg-type]

@@ -1,4 +1,9 @@
-"""The Watch service: many watches on one bidirectional stream, with etcd's semantics."""
+"""The Watch service: many watches on one bidirectional stream, with etcd's semantics.
+
+A tenant user's watchers count against its tenant's `quota_watchers` for the whole member
+(`server.watch_quota`): past it, a WatchCreateRequest is refused as etcd refuses a watch it may not
+create (created and canceled, with a cancel reason), and the stream and its other watches go on.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,12 @@ from collections.abc import AsyncIterator
 import lmdb
 
 from auth.model import TokenInfo
+from auth.tenants import Tenant
 from server.api.rpc import CallInfo
 from server.errors import EtcdError
 from server.state import ServerState
 from server.watch import EventReader, RevisionClock, Watcher, watch_response
+from server.watch_quota import TENANT_WATCH_QUOTA_REASON, LocalQuota, WatcherCounts, WatcherQuota
 from wardpb.etcdserverpb import rpc_pb2
 
 DUPLICATE_ID = "mvcc: duplicate watch ID"
@@ -38,6 +45,8 @@ class _Stream:
         # checked at: a change re-checks every watch of the stream.
         self.users: dict[int, str | None] = {}
         self.auth_seen: tuple[bool, int] | None = None
+        # The tenant each tenant user's watch counts against (server.watch_quota).
+        self.tenants: dict[int, str] = {}
 
 
 class WatchService:
@@ -47,11 +56,14 @@ class WatchService:
         clock: RevisionClock,
         *,
         progress_interval: float = PROGRESS_INTERVAL,
+        quota: WatcherQuota | None = None,
     ) -> None:
         self._s = state
         self._clock = clock
         self._events = EventReader(state.backend, state.kv)
         self._progress = progress_interval
+        # The member's count of tenants' watchers; alone, this service counts its own.
+        self._quota = quota if quota is not None else LocalQuota(WatcherCounts())
 
     def methods(self) -> dict[str, object]:
         return {"Watch": self.watch}
@@ -86,6 +98,7 @@ class WatchService:
         finally:
             self._clock.unsubscribe(st.wake)
             reader.cancel()
+            self._release_all(st)
 
     def _catch_up(self, st: _Stream, ready: list[Watcher]) -> list[bytes]:
         out = []
@@ -101,7 +114,7 @@ class WatchService:
                         compact_revision=compacted,
                     )
                 )
-                st.watchers.pop(w.id, None)
+                self._drop(st, w.id)
         live = [w for w in ready if w.id in st.watchers]
         now = time.monotonic()
         headers: dict[int, bytes] = {}
@@ -167,11 +180,22 @@ class WatchService:
                     )
         return [w for w in ready if w.id in st.watchers]
 
-    @staticmethod
-    def _drop(st: _Stream, wid: int) -> None:
+    def _drop(self, st: _Stream, wid: int) -> None:
         st.watchers.pop(wid, None)
         st.users.pop(wid, None)
         st.last_sent.pop(wid, None)
+        tenant = st.tenants.pop(wid, None)
+        if tenant is not None:
+            self._quota.release(tenant)
+
+    def _release_all(self, st: _Stream) -> None:
+        """The stream ended: its tenants' watchers end with it."""
+        held: dict[str, int] = {}
+        for tenant in st.tenants.values():
+            held[tenant] = held.get(tenant, 0) + 1
+        st.tenants.clear()
+        for tenant, n in held.items():
+            self._quota.release(tenant, n)
 
     async def _read_requests(
         self, requests: AsyncIterator[bytes], st: _Stream, call: CallInfo
@@ -182,11 +206,20 @@ class WatchService:
                 if req.WhichOneof("request_union") == "create_request":
                     # Checked once, at create; the watch then outlives the token (clients
                     # cannot refresh a stream's token), but not a revocation (see _admit).
-                    allowed, user = await self._permitted(req.create_request, call)
-                    if allowed:
+                    allowed, user, tenant = await self._permitted(req.create_request, call)
+                    if not allowed:
+                        self._deny(st, PERMISSION_DENIED_REASON)
+                    elif tenant is None:
                         self._handle(req, st, user)
+                    elif await self._quota.reserve(tenant):
+                        wid = self._handle(req, st, user)
+                        if wid is None:
+                            self._quota.release(tenant.name)
+                        else:
+                            st.tenants[wid] = tenant.name
                     else:
-                        self._deny(req.create_request, st)
+                        # Only this tenant is held back: other tenants' watches go on.
+                        self._deny(st, TENANT_WATCH_QUOTA_REASON)
                 else:
                     self._handle(req, st, None)
                 st.wake.set()
@@ -200,8 +233,10 @@ class WatchService:
 
     async def _permitted(
         self, c: rpc_pb2.WatchCreateRequest, call: CallInfo
-    ) -> tuple[bool, str | None]:
-        """Whether the caller may watch the range, and its name (None with auth off).
+    ) -> tuple[bool, str | None, Tenant | None]:
+        """Whether the caller may watch the range, its name (None with auth off), and the
+        tenant whose watchers it counts among (None: none). A tenant's watchers are counted
+        whether or not it has a quota, so that a quota a policy sets later counts those open.
 
         The range is checked as asked: a from-key watch (range end `\\0`) needs a from-key
         grant, not one on its first key (SECURITY 3). An empty key means the smallest key.
@@ -212,11 +247,12 @@ class WatchService:
             await s.storage_open()
             with s.backend.read() as txn, s.auth.checker(txn, info) as chk:
                 chk.read(c.key or b"\x00", c.range_end)
-                return True, (info.username if chk.enabled and info is not None else None)
+                user = info.username if chk.enabled and info is not None else None
+                return True, user, chk.tenant()[1]
         except EtcdError:
-            return False, None
+            return False, None, None
 
-    def _deny(self, c: rpc_pb2.WatchCreateRequest, st: _Stream) -> None:
+    def _deny(self, st: _Stream, reason: str) -> None:
         """etcd's answer to a watch it may not create; the stream and its other watches go on
         (SECURITY 4)."""
         st.control.append(
@@ -226,11 +262,12 @@ class WatchService:
                 INVALID_WATCH_ID,
                 created=True,
                 canceled=True,
-                cancel_reason=PERMISSION_DENIED_REASON,
+                cancel_reason=reason,
             )
         )
 
-    def _handle(self, req: rpc_pb2.WatchRequest, st: _Stream, user: str | None) -> None:
+    def _handle(self, req: rpc_pb2.WatchRequest, st: _Stream, user: str | None) -> int | None:
+        """Answer one request of the stream; for a create, the new watch's ID (None: refused)."""
         which = req.WhichOneof("request_union")
         current = self._clock.current
         if which == "create_request":
@@ -247,7 +284,7 @@ class WatchService:
                             cancel_reason=DUPLICATE_ID,
                         )
                     )
-                    return
+                    return None
             else:
                 while st.next_id in st.watchers:
                     st.next_id += 1
@@ -267,6 +304,7 @@ class WatchService:
             st.users[wid] = user
             st.last_sent[wid] = time.monotonic()
             st.control.append(watch_response(self._header(current), wid, created=True))
+            return wid
         elif which == "cancel_request":
             wid = req.cancel_request.watch_id
             if wid in st.watchers:
@@ -275,3 +313,4 @@ class WatchService:
         elif which == "progress_request":
             # Not tied to one watch: etcd answers with watch ID -1.
             st.control.append(watch_response(self._header(current), -1))
+        return None

@@ -193,6 +193,7 @@ class _Settings:
             experimental_watch_progress_notify_interval=self.seconds(
                 "experimental-watch-progress-notify-interval"
             ),
+            experimental_warning_apply_duration=self.seconds("experimental-warning-apply-duration"),
             force_new_cluster=self.flag("force-new-cluster"),
             unsafe_no_fsync=self.flag("unsafe-no-fsync"),
             workers=self.number("workers"),

@@ -829,14 +829,16 @@ FLAGS: tuple[FlagSpec, ...] = (
         BOOL,
         False,
         _X,
-        "Check data against the other members before serving any client or peer traffic.",
+        "Check data against the other members before serving any client or peer traffic;"
+        " refuse to start when it differs.",
     ),
     _spec(
         "experimental-corrupt-check-time",
         DURATION,
         0.0,
         _X,
-        "Time between cluster corruption check passes (0 disables them).",
+        "Time between cluster corruption check passes, run by the leader; a member whose data"
+        " differs gets the CORRUPT alarm (0 disables them).",
     ),
     _spec(
         "experimental-enable-lease-checkpoint",
@@ -887,9 +889,8 @@ FLAGS: tuple[FlagSpec, ...] = (
         DURATION,
         0.1,
         _X,
-        "Warn when applying a request takes longer.",
-        _I,
-        note="Ward's slow-request threshold is fixed",
+        "Log a warning for each request that takes longer (applying an entry, serving a"
+        " read-only range or txn, or any other unary call as a whole).",
     ),
     _spec(
         "experimental-warning-unary-request-duration",
@@ -898,7 +899,7 @@ FLAGS: tuple[FlagSpec, ...] = (
         _X,
         "Warn when a unary request takes longer.",
         _I,
-        note="Ward's slow-request threshold is fixed",
+        note="Ward logs slow unary calls past --experimental-warning-apply-duration",
     ),
     _spec(
         "experimental-downgrade-check-time",

@@ -139,6 +139,7 @@ class Config:
     experimental_initial_corrupt_check: bool
     experimental_corrupt_check_time: float
     experimental_watch_progress_notify_interval: float
+    experimental_warning_apply_duration: float
     force_new_cluster: bool
     unsafe_no_fsync: bool
     # Ward
@@ -259,6 +260,7 @@ class Config:
                 "experimental-watch-progress-notify-interval",
                 self.experimental_watch_progress_notify_interval,
             ),
+            ("experimental-warning-apply-duration", self.experimental_warning_apply_duration),
         ):
             if seconds < 0:
                 raise ValueError(f"--{flag} must not be negative")

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf import json_format, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from server.api.rpc import SERVICES, CallInfo, decode_error
+from server.api.rpc import SERVICES, CallInfo, decode_error, serving
 from server.errors import EtcdError, grpc_too_large
 
 # grpc-gateway v1's runtime.HTTPStatusFromCode (the version etcd 3.4 vendors).
@@ -271,6 +271,7 @@ class JSONGateway:
 
     async def unary(self, route: Route, body: bytes, info: CallInfo) -> tuple[int, bytes]:
         """(HTTP status, JSON body) of a unary call."""
+        self._serving(route, info)
         try:
             fn = self._handler(route)
             (req,) = parse_messages(body, route.request, many=False)
@@ -290,6 +291,7 @@ class JSONGateway:
     ) -> tuple[int, bytes, AsyncIterator[bytes] | None]:
         """A streaming call: (status, error body, None) when the request is refused at once,
         else (200, b"", the answer lines `{"result":...}`)."""
+        self._serving(route, info)
         try:
             fn = self._handler(route)
             msgs = parse_messages(body, route.request, many=route.client_streaming)
@@ -322,6 +324,12 @@ class JSONGateway:
                 yield stream_error(err.code, err.message)
 
         return 200, b"", lines()
+
+    @staticmethod
+    def _serving(route: Route, info: CallInfo) -> None:
+        """Name the call as gRPC would, and make it the task's (the audit log reads both)."""
+        info.method = f"/{route.service}/{route.method}"
+        serving(info)
 
     def _handler(self, route: Route) -> Callable[..., Any]:
         fn = self._impls.get(route.service, {}).get(route.method)

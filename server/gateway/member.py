@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from server import metrics
+from server.auth_metrics import DECISIONS, AuthDecisions
 from server.gateway.jsonapi import JSONGateway
 from server.gateway.service import Endpoints, HealthSource, HTTPListeners, start_http
 from server.metrics import Registry, Sample
 from server.state import API_VERSION, WARD_VERSION
+from server.tls import expiry
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -127,6 +129,32 @@ def member_registry(member: Member, leaders: metrics.LeaderWatch) -> Registry:
         "Ward: Raft messages dropped on a full queue or a broken stream.",
         lambda: peer("dropped_messages", "To"),
     )
+
+    def rtt() -> Iterable[Sample]:
+        # Each peer's histogram series, labelled with the peer ("To" as etcd) before "le".
+        t = member.transport
+        for peer_id, st in sorted((t.stats() if t is not None else {}).items()):
+            for labels, value in st.rtt.samples():
+                yield (labels[0], ("To", f"{peer_id:x}"), *labels[1:]), value
+
+    reg.add(
+        "etcd_network_peer_round_trip_time_seconds",
+        "histogram",
+        "Round-Trip-Time histogram between peers.",
+        rtt,
+    )
+
+    def cert_expiry() -> Iterable[Sample]:
+        for listener, cn, ts in expiry.served():
+            yield (("listener", listener), ("cn", cn)), ts
+
+    reg.add(
+        "ward_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "Ward: when the certificate each listener serves expires (Unix time; updated when it"
+        " is reloaded).",
+        cert_expiry,
+    )
     reg.counter(
         "etcd_server_proposals_failed_total",
         "The total number of failed proposals seen.",
@@ -161,6 +189,12 @@ def member_registry(member: Member, leaders: metrics.LeaderWatch) -> Registry:
         return [metrics.RPCCounters.decode(p) for p in pushed]
 
     metrics.RPC.register(reg, workers)
+
+    def worker_decisions() -> list[AuthDecisions]:
+        pushed = list(hub.decisions.values()) if hub is not None else []
+        return [AuthDecisions.decode(p) for p in pushed]
+
+    DECISIONS.register(reg, worker_decisions)
     metrics.register_process(reg)
     return reg
 

@@ -14,6 +14,10 @@ Liveness of an idle or blackholed stream is gRPC keepalive's job: pings every
 ``KEEPALIVE_S`` that go unanswered for ``KEEPALIVE_TIMEOUT_S`` close the connection, which
 fails the stream, which reports the peer unreachable and starts reconnecting.
 
+Round-trip times (``etcd_network_peer_round_trip_time_seconds``) come from a probe, as etcd's:
+every ``PROBE_INTERVAL_S`` a "ping" ``Peer.Call`` on the peer's connection, when it is up,
+timed into the peer's histogram (``PeerStats.rtt``).
+
 Everything runs on the event loop that calls :meth:`PeerTransport.start`, :meth:`set_peers`
 and :meth:`send`; none of them is thread-safe.
 """
@@ -26,13 +30,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from server.errors import EtcdError
+from server.metrics import Histogram, exponential_buckets
 from server.peer.codec import decode_batch, encode_batch
 from server.raft.types import Entry, Message, MessageType
 from wardpb.peerpb import raft_pb2
@@ -55,6 +60,16 @@ MEMBER_REMOVED = "the member has been permanently removed from the cluster"
 CLUSTER_ID_MISMATCH = "cluster ID mismatch"
 """The start of the refusal of a batch or call from another cluster (as etcd logs it)."""
 _REMOVED_CODE = grpc.StatusCode.PERMISSION_DENIED
+# Statuses of a call that did not reach the peer (or got no answer from it).
+_NO_ANSWER = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    }
+)
 
 # Trailing metadata marking a status raised by a call handler (an EtcdError), as opposed to one
 # of the transport (unreachable, deadline), so the caller knows which to pass on to its client.
@@ -72,6 +87,14 @@ MAX_BACKOFF_S = 1.0
 KEEPALIVE_S = 1.0
 KEEPALIVE_TIMEOUT_S = 2.0
 CALL_CLOSE_GRACE_S = 5.0  # a channel replaced under in-flight calls lets them finish
+# etcd's prober interval (its peer read timeout, 5 s, less a second); a probe gives up after
+# the read timeout.
+PROBE_INTERVAL_S = 4.0
+PROBE_TIMEOUT_S = 5.0
+PING_CALL = "ping"
+"""The peer call the prober times; the transport answers it itself."""
+# etcd's buckets for etcd_network_peer_round_trip_time_seconds: 0.1 ms to 3.2768 s.
+RTT_BUCKETS = exponential_buckets(0.0001, 2, 16)
 
 
 class PeerCallError(Exception):
@@ -98,6 +121,8 @@ class PeerStats:
     received_batches: int = 0
     received_messages: int = 0
     received_bytes: int = 0
+    # Probed round-trip times to the peer, in seconds.
+    rtt: Histogram = field(default_factory=lambda: Histogram(RTT_BUCKETS))
 
 
 MessageHandler = Callable[[Message], None]
@@ -255,6 +280,7 @@ class _Peer:
         "dropping",
         "id",
         "last_error",
+        "prober",
         "queue",
         "task",
         "url_index",
@@ -269,6 +295,7 @@ class _Peer:
         self.queue: deque[Message] = deque()
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.prober: asyncio.Task[None] | None = None
         self.channel: grpc.aio.Channel | None = None
         self.channel_url = ""
         # The last connection attempt failed: messages are dropped at once until one succeeds.
@@ -440,6 +467,8 @@ class PeerTransport:
             )
         if sender and self._is_removed(sender):
             await context.abort(_REMOVED_CODE, MEMBER_REMOVED)
+        if req.method == PING_CALL:
+            return b""  # an empty PeerCallResponse: the prober times the round trip
         handler = self._calls.get(req.method)
         if handler is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"unknown peer call {req.method}")
@@ -471,10 +500,15 @@ class PeerTransport:
             if mid not in self._peers:
                 peer = _Peer(mid, urls)
                 peer.task = asyncio.create_task(self._run_peer(peer), name=f"peer-{mid:x}")
+                peer.prober = asyncio.create_task(self._probe(peer), name=f"probe-{mid:x}")
                 self._peers[mid] = peer
 
     def _close_peer(self, peer: _Peer) -> None:
         async def close() -> None:
+            if peer.prober is not None:
+                peer.prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await peer.prober
             if peer.task is not None:
                 peer.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -702,6 +736,38 @@ class PeerTransport:
             call.cancel()
         return await call.code(), await call.details() or "", loop.time() - opened
 
+    # -- probing ------------------------------------------------------------------------------
+
+    async def _probe(self, peer: _Peer) -> None:
+        """Time a ping to ``peer`` every PROBE_INTERVAL_S while its stream is up.
+
+        Only a connection that is up is probed, without waiting for one: a probe must time the
+        network, not a reconnection. Any answer from the peer counts, a refusal included (a
+        member that does not know "ping" still answered).
+        """
+        loop = asyncio.get_running_loop()
+        rtt = self._stats_of(peer.id).rtt
+        while True:
+            channel = peer.channel
+            if (
+                not peer.down
+                and channel is not None
+                and channel.get_state() == grpc.ChannelConnectivity.READY
+            ):
+                started = loop.time()
+                try:
+                    await self._invoke(
+                        channel, PING_CALL, b"", PROBE_TIMEOUT_S, wait_for_ready=False
+                    )
+                    answered = True
+                except EtcdError:
+                    answered = True
+                except PeerCallError as e:
+                    answered = e.code not in _NO_ANSWER
+                if answered:
+                    rtt.observe(loop.time() - started)
+            await asyncio.sleep(PROBE_INTERVAL_S)
+
     # -- calls --------------------------------------------------------------------------------
 
     async def call(self, member: int, method: str, request: bytes, timeout: float) -> bytes:
@@ -731,13 +797,19 @@ class PeerTransport:
             await channel.close()
 
     async def _invoke(
-        self, channel: grpc.aio.Channel, method: str, request: bytes, timeout: float
+        self,
+        channel: grpc.aio.Channel,
+        method: str,
+        request: bytes,
+        timeout: float,
+        *,
+        wait_for_ready: bool = True,
     ) -> bytes:
         req = raft_pb2.PeerCall(cluster_id=self.cluster_id, method=method, request=request)
         setattr(req, "from", self.member_id)
         try:
             raw = await channel.unary_unary(CALL_METHOD)(
-                req.SerializeToString(), timeout=timeout, wait_for_ready=True
+                req.SerializeToString(), timeout=timeout, wait_for_ready=wait_for_ready
             )
         except grpc.aio.AioRpcError as e:
             code, details = e.code(), e.details() or ""

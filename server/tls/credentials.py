@@ -23,7 +23,9 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519
+from cryptography.x509.oid import NameOID
 
+from server.tls import expiry
 from server.tls.settings import ListenerTLS, TLSSetupError
 
 log = logging.getLogger("ward.tls")
@@ -53,6 +55,7 @@ class LoadedCertificate:
     ca: bytes | None
     subject: str
     not_after: dt.datetime
+    common_name: str = ""
 
 
 def _read(path: str, what: str) -> bytes:
@@ -99,7 +102,9 @@ def load_certificate(tls: ListenerTLS, *, now: dt.datetime | None = None) -> Loa
         except ValueError:
             raise TLSSetupError(f"{tls.trusted_ca_file} holds no PEM certificate") from None
     subject = leaf.subject.rfc4514_string()
-    return LoadedCertificate(chain, key, ca, subject, leaf.not_valid_after_utc)
+    cns = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn = str(cns[0].value) if cns else ""
+    return LoadedCertificate(chain, key, ca, subject, leaf.not_valid_after_utc, cn)
 
 
 def _configuration(loaded: LoadedCertificate) -> grpc.ServerCertificateConfiguration:
@@ -120,6 +125,7 @@ class CertificateReloader:
         self._lock = threading.Lock()
         self._stamp = file_stamp(self._paths)
         self.current = load_certificate(tls)
+        expiry.record(tls.label, self.current.common_name, self.current.not_after)
         self._refused: _Stamp | None = None
         self.reloads = 0
 
@@ -146,6 +152,7 @@ class CertificateReloader:
             self._stamp = stamp
             self.current = loaded
             self.reloads += 1
+            expiry.record(self._tls.label, loaded.common_name, loaded.not_after)
         log.info(
             f"reloaded the {self._tls.label} TLS certificate and trusted CAs",
             extra={

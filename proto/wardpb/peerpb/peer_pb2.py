@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from wardpb.etcdserverpb import rpc_pb2 as wardpb_dot_etcdserverpb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18wardpb/peerpb/peer.proto\x12\nwardpeerpb\x1a\x1dwardpb/etcdserverpb/rpc.proto\"D\n\rRequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rauth_revision\x18\x03 \x01(\x04\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"H\n\x0cMemberChange\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.etcdserverpb.Member\"G\n\x0b\x41uthUserAdd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\x12\x13\n\x0bno_password\x18\x03 \x01(\x08\"=\n\x16\x41uthUserChangePassword\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\"F\n\x0e\x41uthPublishKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x13\n\x0bsign_method\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\x0c\"\xa0\x01\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\x0c\x12\x12\n\nquota_keys\x18\x03 \x01(\x04\x12\x13\n\x0bquota_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06\x61\x64mins\x18\x05 \x03(\t\x12\x14\n\x0cquota_leases\x18\x06 \x01(\x04\x12\x16\n\x0equota_watchers\x18\x07 \x01(\x04\x12\x11\n\tquota_rps\x18\x08 \x01(\x04\".\n\x0bPolicyApply\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\r\n\x05prune\x18\x02 \x01(\x08\"\x88\x0b\n\x05\x45ntry\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.wardpeerpb.RequestHeader\x12\'\n\x03put\x18\x03 \x01(\x0b\x32\x18.etcdserverpb.PutRequestH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x04 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequestH\x00\x12\'\n\x03txn\x18\x05 \x01(\x0b\x32\x18.etcdserverpb.TxnRequestH\x00\x12\x35\n\ncompaction\x18\x06 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x12\x36\n\x0blease_grant\x18\x07 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequestH\x00\x12\x38\n\x0clease_revoke\x18\x08 \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequestH\x00\x12+\n\x05\x61larm\x18\t \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequestH\x00\x12/\n\x0clease_expire\x18\n \x01(\x0b\x32\x17.wardpeerpb.LeaseExpireH\x00\x12\x36\n\x0b\x61uth_enable\x18\x0b \x01(\x0b\x32\x1f.etcdserverpb.AuthEnableRequestH\x00\x12\x38\n\x0c\x61uth_disable\x18\x0c \x01(\x0b\x32 .etcdserverpb.AuthDisableRequestH\x00\x12\x30\n\rauth_user_add\x18\r \x01(\x0b\x32\x17.wardpeerpb.AuthUserAddH\x00\x12?\n\x10\x61uth_user_delete\x18\x0e \x01(\x0b\x32#.etcdserverpb.AuthUserDeleteRequestH\x00\x12G\n\x19\x61uth_user_change_password\x18\x0f \x01(\x0b\x32\".wardpeerpb.AuthUserChangePasswordH\x00\x12\x46\n\x14\x61uth_user_grant_role\x18\x10 \x01(\x0b\x32&.etcdserverpb.AuthUserGrantRoleRequestH\x00\x12H\n\x15\x61uth_user_revoke_role\x18\x11 \x01(\x0b\x32\'.etcdserverpb.AuthUserRevokeRoleRequestH\x00\x12\x39\n\rauth_role_add\x18\x12 \x01(\x0b\x32 .etcdserverpb.AuthRoleAddRequestH\x00\x12?\n\x10\x61uth_role_delete\x18\x13 \x01(\x0b\x32#.etcdserverpb.AuthRoleDeleteRequestH\x00\x12R\n\x1a\x61uth_role_grant_permission\x18\x14 \x01(\x0b\x32,.etcdserverpb.AuthRoleGrantPermissionRequestH\x00\x12T\n\x1b\x61uth_role_revoke_permission\x18\x15 \x01(\x0b\x32-.etcdserverpb.AuthRoleRevokePermissionRequestH\x00\x12\x36\n\x10\x61uth_publish_key\x18\x16 \x01(\x0b\x32\x1a.wardpeerpb.AuthPublishKeyH\x00\x12+\n\x0bmember_attr\x18( \x01(\x0b\x32\x14.etcdserverpb.MemberH\x00\x12/\n\x0cpolicy_apply\x18\x32 \x01(\x0b\x32\x17.wardpeerpb.PolicyApplyH\x00\x12:\n\x0f\x61uto_compaction\x18< \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x42\t\n\x07requestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18wardpb/peerpb/peer.proto\x12\nwardpeerpb\x1a\x1dwardpb/etcdserverpb/rpc.proto\"i\n\rRequestHeader\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x15\n\rauth_revision\x18\x03 \x01(\x04\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12\x13\n\x0b\x63ommon_name\x18\x05 \x01(\t\"\x1a\n\x0bLeaseExpire\x12\x0b\n\x03ids\x18\x01 \x03(\x03\"H\n\x0cMemberChange\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12$\n\x06member\x18\x02 \x01(\x0b\x32\x14.etcdserverpb.Member\"G\n\x0b\x41uthUserAdd\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\x12\x13\n\x0bno_password\x18\x03 \x01(\x08\"=\n\x16\x41uthUserChangePassword\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rpassword_hash\x18\x02 \x01(\t\"F\n\x0e\x41uthPublishKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x13\n\x0bsign_method\x18\x02 \x01(\t\x12\x12\n\npublic_pem\x18\x03 \x01(\x0c\"\xa0\x01\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\x0c\x12\x12\n\nquota_keys\x18\x03 \x01(\x04\x12\x13\n\x0bquota_bytes\x18\x04 \x01(\x04\x12\x0e\n\x06\x61\x64mins\x18\x05 \x03(\t\x12\x14\n\x0cquota_leases\x18\x06 \x01(\x04\x12\x16\n\x0equota_watchers\x18\x07 \x01(\x04\x12\x11\n\tquota_rps\x18\x08 \x01(\x04\".\n\x0bPolicyApply\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\r\n\x05prune\x18\x02 \x01(\x08\"\x88\x0b\n\x05\x45ntry\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.wardpeerpb.RequestHeader\x12\'\n\x03put\x18\x03 \x01(\x0b\x32\x18.etcdserverpb.PutRequestH\x00\x12\x38\n\x0c\x64\x65lete_range\x18\x04 \x01(\x0b\x32 .etcdserverpb.DeleteRangeRequestH\x00\x12\'\n\x03txn\x18\x05 \x01(\x0b\x32\x18.etcdserverpb.TxnRequestH\x00\x12\x35\n\ncompaction\x18\x06 \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x12\x36\n\x0blease_grant\x18\x07 \x01(\x0b\x32\x1f.etcdserverpb.LeaseGrantRequestH\x00\x12\x38\n\x0clease_revoke\x18\x08 \x01(\x0b\x32 .etcdserverpb.LeaseRevokeRequestH\x00\x12+\n\x05\x61larm\x18\t \x01(\x0b\x32\x1a.etcdserverpb.AlarmRequestH\x00\x12/\n\x0clease_expire\x18\n \x01(\x0b\x32\x17.wardpeerpb.LeaseExpireH\x00\x12\x36\n\x0b\x61uth_enable\x18\x0b \x01(\x0b\x32\x1f.etcdserverpb.AuthEnableRequestH\x00\x12\x38\n\x0c\x61uth_disable\x18\x0c \x01(\x0b\x32 .etcdserverpb.AuthDisableRequestH\x00\x12\x30\n\rauth_user_add\x18\r \x01(\x0b\x32\x17.wardpeerpb.AuthUserAddH\x00\x12?\n\x10\x61uth_user_delete\x18\x0e \x01(\x0b\x32#.etcdserverpb.AuthUserDeleteRequestH\x00\x12G\n\x19\x61uth_user_change_password\x18\x0f \x01(\x0b\x32\".wardpeerpb.AuthUserChangePasswordH\x00\x12\x46\n\x14\x61uth_user_grant_role\x18\x10 \x01(\x0b\x32&.etcdserverpb.AuthUserGrantRoleRequestH\x00\x12H\n\x15\x61uth_user_revoke_role\x18\x11 \x01(\x0b\x32\'.etcdserverpb.AuthUserRevokeRoleRequestH\x00\x12\x39\n\rauth_role_add\x18\x12 \x01(\x0b\x32 .etcdserverpb.AuthRoleAddRequestH\x00\x12?\n\x10\x61uth_role_delete\x18\x13 \x01(\x0b\x32#.etcdserverpb.AuthRoleDeleteRequestH\x00\x12R\n\x1a\x61uth_role_grant_permission\x18\x14 \x01(\x0b\x32,.etcdserverpb.AuthRoleGrantPermissionRequestH\x00\x12T\n\x1b\x61uth_role_revoke_permission\x18\x15 \x01(\x0b\x32-.etcdserverpb.AuthRoleRevokePermissionRequestH\x00\x12\x36\n\x10\x61uth_publish_key\x18\x16 \x01(\x0b\x32\x1a.wardpeerpb.AuthPublishKeyH\x00\x12+\n\x0bmember_attr\x18( \x01(\x0b\x32\x14.etcdserverpb.MemberH\x00\x12/\n\x0cpolicy_apply\x18\x32 \x01(\x0b\x32\x17.wardpeerpb.PolicyApplyH\x00\x12:\n\x0f\x61uto_compaction\x18< \x01(\x0b\x32\x1f.etcdserverpb.CompactionRequestH\x00\x42\t\n\x07requestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'wardpb.peerpb.peer_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REQUESTHEADER']._serialized_start=71
-  _globals['_REQUESTHEADER']._serialized_end=139
-  _globals['_LEASEEXPIRE']._serialized_start=141
-  _globals['_LEASEEXPIRE']._serialized_end=167
-  _globals['_MEMBERCHANGE']._serialized_start=169
-  _globals['_MEMBERCHANGE']._serialized_end=241
-  _globals['_AUTHUSERADD']._serialized_start=243
-  _globals['_AUTHUSERADD']._serialized_end=314
-  _globals['_AUTHUSERCHANGEPASSWORD']._serialized_start=316
-  _globals['_AUTHUSERCHANGEPASSWORD']._serialized_end=377
-  _globals['_AUTHPUBLISHKEY']._serialized_start=379
-  _globals['_AUTHPUBLISHKEY']._serialized_end=449
-  _globals['_TENANT']._serialized_start=452
-  _globals['_TENANT']._serialized_end=612
-  _globals['_POLICYAPPLY']._serialized_start=614
-  _globals['_POLICYAPPLY']._serialized_end=660
-  _globals['_ENTRY']._serialized_start=663
-  _globals['_ENTRY']._serialized_end=2079
+  _globals['_REQUESTHEADER']._serialized_end=176
+  _globals['_LEASEEXPIRE']._serialized_start=178
+  _globals['_LEASEEXPIRE']._serialized_end=204
+  _globals['_MEMBERCHANGE']._serialized_start=206
+  _globals['_MEMBERCHANGE']._serialized_end=278
+  _globals['_AUTHUSERADD']._serialized_start=280
+  _globals['_AUTHUSERADD']._serialized_end=351
+  _globals['_AUTHUSERCHANGEPASSWORD']._serialized_start=353
+  _globals['_AUTHUSERCHANGEPASSWORD']._serialized_end=414
+  _globals['_AUTHPUBLISHKEY']._serialized_start=416
+  _globals['_AUTHPUBLISHKEY']._serialized_end=486
+  _globals['_TENANT']._serialized_start=489
+  _globals['_TENANT']._serialized_end=649
+  _globals['_POLICYAPPLY']._serialized_start=651
+  _globals['_POLICYAPPLY']._serialized_end=697
+  _globals['_ENTRY']._serialized_start=700
+  _globals['_ENTRY']._serialized_end=2116
 # @@protoc_insertion_point(module_scope)
