@@ -1,10 +1,12 @@
-"""Ward's client library: a synchronous client for Ward and etcd, and the `wardctl` CLI.
+"""Ward's client library: clients for Ward and etcd (blocking and asyncio), and the `wardctl` CLI.
 
     from ward import Client, txn
+    from ward.aio import Client as AsyncClient  # or ward.AsyncClient
 
-The public API is re-exported here: `Client`, the txn builder module `txn`, the sort enums, and
-the error types (all `EtcdError` subclasses, also importable from `ward.errors`). Names load on
-first use, so `import ward` stays cheap and does not load gRPC until it is needed.
+The public API is re-exported here: `Client`, `AsyncClient` (`ward.aio.Client`), the txn
+builder module `txn`, the sort enums, and the error types (all `EtcdError` subclasses, also
+importable from `ward.errors`). Names load on first use, so `import ward` stays cheap and does
+not load gRPC until it is needed.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-# Public name -> module that defines it.
+# Public name -> module that defines it ("module:name" when it is called differently there).
 _EXPORTS = {
     "AlarmType": "ward.client",
+    "AsyncClient": "ward.aio:Client",
     "Client": "ward.client",
     "AuthFailedError": "ward.errors",
     "ClientConfigError": "ward.errors",
@@ -37,6 +40,7 @@ _EXPORTS = {
 
 __all__ = [
     "AlarmType",
+    "AsyncClient",
     "AuthFailedError",
     "Client",
     "ClientConfigError",
@@ -61,16 +65,18 @@ __all__ = [
 def __getattr__(name: str) -> object:
     if name == "txn":
         return importlib.import_module("ward.txn")
-    module = _EXPORTS.get(name)
-    if module is None:
+    where = _EXPORTS.get(name)
+    if where is None:
         raise AttributeError(f"module 'ward' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attr = where.partition(":")
+    value = getattr(importlib.import_module(module), attr or name)
     globals()[name] = value
     return value
 
 
 if TYPE_CHECKING:
     from ward import txn
+    from ward.aio import Client as AsyncClient
     from ward.client import AlarmType, Client
     from ward.errors import (
         AuthFailedError,

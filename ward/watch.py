@@ -5,38 +5,64 @@
             for event in resp.events:
                 ...
 
-A `Watcher` runs one Watch stream on a background thread and hands its responses to the
-iterating thread. It remembers the revision after the last event it delivered; when the stream
-breaks (a member restarts or is killed), it opens a new one on a live endpoint starting from that
-revision, as etcd's Go client does. Each revision's events arrive in one response (fragmenting is
-never asked for), so resuming after the last delivered revision repeats nothing and skips nothing.
-A watch the server cancels (its start revision was compacted, permission was revoked) ends the
-iteration with the matching `EtcdError`.
+A `Watcher` runs one Watch stream on a background thread (`ward.stream`) and hands its
+responses to the iterating thread. It remembers the revision after the last event it delivered;
+when the stream breaks (a member restarts or is killed), it opens a new one on a live endpoint
+starting from that revision, as etcd's Go client does. Each revision's events arrive in one
+response (fragmenting is never asked for), so resuming after the last delivered revision repeats
+nothing and skips nothing. A watch the server cancels (its start revision was compacted,
+permission was revoked) ends the iteration with the matching `EtcdError`. The bookkeeping is
+`WatchCursor`'s, which the asyncio client's `ward.aio.Watcher` shares.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypedDict
 
 import grpc
 
-from ward.errors import CompactedError, EtcdError, InvalidAuthTokenError
+from ward.errors import CompactedError, EtcdError
 from ward.requests import Key, key_range
+from ward.retry import WATCH_TRANSIENT, StreamPolicy
+from ward.stream import ThreadStream
 from wardpb.etcdserverpb import rpc_pb2
 
 if TYPE_CHECKING:
+    from ward.channels import Stubs
     from ward.client import Client
 
-__all__ = ["Watcher", "watch_create_request"]
+__all__ = [
+    "WATCH",
+    "StreamEnded",
+    "WatchCursor",
+    "WatchOptions",
+    "Watcher",
+    "Watching",
+    "watch_create_request",
+]
 
-_RETRY_MIN_S = 0.05
-_RETRY_MAX_S = 1.0
-# Statuses of a stream broken by the transport or a stopping server, after which the watch is
-# opened again; anything else is the server's answer and ends it.
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+# How a watch's stream is kept open (by either client).
+WATCH = StreamPolicy(
+    kind=rpc_pb2.WatchResponse,
+    retry_min_s=0.05,
+    retry_max_s=1.0,
+    transient=WATCH_TRANSIENT,
+    name="ward-watch",
+)
+
+
+class WatchOptions(TypedDict, total=False):
+    """What a watch may ask for besides its key (the keyword arguments of `watch`)."""
+
+    prefix: bool
+    from_key: bool
+    start_revision: int
+    prev_kv: bool
+    progress_notify: bool
+    no_put: bool
+    no_delete: bool
 
 
 def watch_create_request(
@@ -68,162 +94,105 @@ def watch_create_request(
     )
 
 
-_END = object()
+class WatchCursor:
+    """Where a watch stands: the revision its next stream starts from, and what each response
+    of a stream means for the reader."""
 
-
-class Watcher:
-    """One watch; iterate it for `WatchResponse`s (the creation answer is not passed on)."""
-
-    def __init__(self, client: Client, request: rpc_pb2.WatchCreateRequest) -> None:
-        self._client = client
+    def __init__(self, request: rpc_pb2.WatchCreateRequest) -> None:
         self._request = request
         # The revision the next (re)opened stream starts from; 0 until the server names "now".
-        self._next_revision = request.start_revision
-        self._queue: queue.Queue[object] = queue.Queue()
-        self._closed = threading.Event()
-        self._created = threading.Event()
-        self._lock = threading.Lock()
-        self._call: grpc.Future | None = None
-        self.reconnects = 0
-        self._thread = threading.Thread(target=self._run, name="ward-watch", daemon=True)
-        self._thread.start()
+        self.next_revision = request.start_revision
 
-    @property
-    def next_revision(self) -> int:
-        """The revision a resumed stream would start from."""
-        return self._next_revision
-
-    def wait_created(self, timeout: float | None = None) -> bool:
-        """Block until the server has created the watch (events after this are seen)."""
-        return self._created.wait(timeout)
-
-    def cancel(self) -> None:
-        """Stop watching; iteration ends after the responses already received."""
-        self._closed.set()
-        with self._lock:
-            call = self._call
-        if call is not None:
-            call.cancel()
-
-    close = cancel
-
-    def __enter__(self) -> Watcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cancel()
-
-    def __iter__(self) -> Iterator[rpc_pb2.WatchResponse]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                self._queue.put(_END)  # later iterations end too
-                return
-            if isinstance(item, EtcdError):
-                self._queue.put(_END)
-                raise item
-            assert isinstance(item, rpc_pb2.WatchResponse)
-            yield item
-
-    def get(self, timeout: float | None = None) -> rpc_pb2.WatchResponse | None:
-        """The next response, or None after `timeout` seconds or once the watch ended."""
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if item is _END:
-            self._queue.put(_END)
-            return None
-        if isinstance(item, EtcdError):
-            self._queue.put(_END)
-            raise item
-        assert isinstance(item, rpc_pb2.WatchResponse)
-        return item
-
-    # -- the stream thread ----------------------------------------------------------------------
-
-    def _requests(self, create: rpc_pb2.WatchRequest) -> Iterator[rpc_pb2.WatchRequest]:
-        yield create
-        # Keep the request side open until the watch is canceled; ending it ends the stream.
-        self._closed.wait()
-
-    def _run(self) -> None:
-        delay = _RETRY_MIN_S
-        try:
-            while not self._closed.is_set():
-                try:
-                    if self._stream_once():
-                        return
-                    delay = _RETRY_MIN_S
-                except grpc.RpcError as exc:
-                    if self._closed.is_set():
-                        return
-                    err = self._client._translate(exc, None)
-                    if isinstance(err, InvalidAuthTokenError):
-                        with self._client._lock:
-                            self._client._authenticated = False
-                    elif exc.code() not in _TRANSIENT:
-                        self._queue.put(err)
-                        return
-                    with self._client._lock:
-                        self._client._active = None
-                except EtcdError as err:
-                    # No connection within the retry (the client's dial path gave up): try
-                    # again, a member may come back.
-                    if self._closed.is_set():
-                        return
-                    del err
-                self.reconnects += 1
-                self._closed.wait(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-        finally:
-            self._queue.put(_END)
-
-    def _stream_once(self) -> bool:
-        """Run one stream until it breaks (raises) or the watch ends (returns True)."""
+    def open_request(self) -> rpc_pb2.WatchRequest:
+        """The first message of a new stream: the watch, from where the last one stopped."""
         create = rpc_pb2.WatchCreateRequest()
         create.CopyFrom(self._request)
-        create.start_revision = self._next_revision
-        client = self._client
-        conn = client._connection(None, client._deadline(client.dial_timeout))
-        metadata = client._metadata(client._deadline(client.dial_timeout))
-        call = conn.watch.Watch(
-            self._requests(rpc_pb2.WatchRequest(create_request=create)),
-            metadata=metadata,
-            wait_for_ready=len(client._endpoints) == 1,
-        )
-        with self._lock:
-            self._call = call
-        if self._closed.is_set():
-            call.cancel()
-            return True
-        for resp in call:
-            if resp.canceled:
-                if resp.compact_revision:
-                    self._queue.put(CompactedError(CompactedError.MESSAGE))
-                else:
-                    self._queue.put(EtcdError(resp.cancel_reason or "watch canceled"))
-                return True
-            if resp.created:
-                if self._next_revision == 0:
-                    # From now on: a resumed stream must start right after this revision.
-                    self._next_revision = resp.header.revision + 1
-                self._created.set()
-                if not resp.events:
-                    continue
-            if resp.events:
-                self._next_revision = resp.events[-1].kv.mod_revision + 1
-            elif resp.header.revision >= self._next_revision:
-                # A progress notification: nothing up to this revision is left to deliver.
-                self._next_revision = resp.header.revision + 1
-            self._queue.put(resp)
-        # The server ended the stream without an error (it is stopping): open it again.
-        raise _StreamEnded()
+        create.start_revision = self.next_revision
+        return rpc_pb2.WatchRequest(create_request=create)
+
+    def accept(self, resp: rpc_pb2.WatchResponse) -> rpc_pb2.WatchResponse | EtcdError | None:
+        """What `resp` gives the reader: itself, the error that ends the watch, or nothing
+        (a creation answer without events)."""
+        if resp.canceled:
+            if resp.compact_revision:
+                return CompactedError(CompactedError.MESSAGE)
+            return EtcdError(resp.cancel_reason or "watch canceled")
+        if resp.created:
+            if self.next_revision == 0:
+                # From now on: a resumed stream must start right after this revision.
+                self.next_revision = resp.header.revision + 1
+            if not resp.events:
+                return None
+        if resp.events:
+            self.next_revision = resp.events[-1].kv.mod_revision + 1
+        elif resp.header.revision >= self.next_revision:
+            # A progress notification: nothing up to this revision is left to deliver.
+            self.next_revision = resp.header.revision + 1
+        return resp
+
+    def deliver(
+        self,
+        resp: rpc_pb2.WatchResponse,
+        put: Callable[[object], None],
+        created: Callable[[], None],
+    ) -> bool:
+        """Hand `resp` to the reader through `put` (calling `created` when it answers the
+        watch's creation, a refusal included); True when the watch is over."""
+        item = self.accept(resp)
+        if resp.created:
+            created()
+        if item is not None:
+            put(item)
+        return isinstance(item, EtcdError)
 
 
-class _StreamEnded(grpc.RpcError):
+class StreamEnded(grpc.RpcError):
+    """The server ended a stream without a status (it is stopping): open it again."""
+
     def code(self) -> grpc.StatusCode:
         return grpc.StatusCode.UNAVAILABLE
 
     def details(self) -> str:
         return "watch stream ended"
+
+
+class Watching:
+    """What both clients' `Watcher` share besides their stream (a mixin): the cursor."""
+
+    _cursor: WatchCursor
+
+    @property
+    def next_revision(self) -> int:
+        """The revision a resumed stream would start from."""
+        return self._cursor.next_revision
+
+
+class Watcher(Watching, ThreadStream[rpc_pb2.WatchResponse]):
+    """One watch; iterate it for `WatchResponse`s (the creation answer is not passed on)."""
+
+    def __init__(self, client: Client, request: rpc_pb2.WatchCreateRequest) -> None:
+        self._cursor = WatchCursor(request)
+        self._created = threading.Event()
+        super().__init__(client, WATCH)
+
+    def wait_created(self, timeout: float | None = None) -> bool:
+        """Block until the server has answered the watch's creation: events after this are
+        seen, or (when it refused the watch) the next read raises the refusal."""
+        return self._created.wait(timeout)
+
+    cancel = ThreadStream.close
+
+    def _requests(self, first: rpc_pb2.WatchRequest) -> Iterator[rpc_pb2.WatchRequest]:
+        yield first
+        # Keep the request side open until the watch is canceled; ending it ends the stream.
+        self._closed.wait()
+
+    def _stream(self, conn: Stubs) -> bool:
+        """Run one stream until it breaks (raises) or the watch ends (returns True)."""
+        call = self._open(conn.watch.Watch, self._requests(self._cursor.open_request()))
+        if call is None:
+            return True
+        for resp in call:
+            if self._cursor.deliver(resp, self._put, self._created.set):
+                return True
+        raise StreamEnded()
