@@ -102,8 +102,9 @@ def _member_flags(w: WardProcess, pki: Path, cluster: str, peer_url: str) -> lis
     ]  # fmt: skip
 
 
-@pytest.mark.slow
-def test_a_three_member_cluster_runs_on_the_scripts_certificates(tmp_path: Path) -> None:
+def _scripted_members(tmp_path: Path) -> tuple[Path, list[WardProcess], dict[str, str]]:
+    """The bootstrap script's certificates, and members m1..m3 (not started) with their
+    https peer URLs."""
     pki = tmp_path / "pki"
     assert run_script(tmp_path, pki).returncode == 0
     members = []
@@ -111,7 +112,12 @@ def test_a_three_member_cluster_runs_on_the_scripts_certificates(tmp_path: Path)
         d = tmp_path / n
         d.mkdir()
         members.append(WardProcess(d, workers=1, name=n))
-    peers = {w.name: f"https://127.0.0.1:{w.peer_port}" for w in members}
+    return pki, members, {w.name: f"https://127.0.0.1:{w.peer_port}" for w in members}
+
+
+@pytest.mark.slow
+def test_a_three_member_cluster_runs_on_the_scripts_certificates(tmp_path: Path) -> None:
+    pki, members, peers = _scripted_members(tmp_path)
     cluster = ",".join(f"{n}={u}" for n, u in peers.items())
     try:
         for w in members:
@@ -155,14 +161,7 @@ def test_a_member_joins_a_tls_cluster_over_its_https_peer_urls(tmp_path: Path) -
     # Joining (--initial-cluster-state existing) first asks a running member for the member
     # list over the peer URLs; with peer mutual TLS that call must present the peer
     # certificate too, or the join never gets past "could not fetch the cluster's members".
-    pki = tmp_path / "pki"
-    assert run_script(tmp_path, pki).returncode == 0
-    members = []
-    for n in ("m1", "m2", "m3"):
-        d = tmp_path / n
-        d.mkdir()
-        members.append(WardProcess(d, workers=1, name=n))
-    peers = {w.name: f"https://127.0.0.1:{w.peer_port}" for w in members}
+    pki, members, peers = _scripted_members(tmp_path)
     first = ",".join(f"{n}={peers[n]}" for n in ("m1", "m2"))
     admin = Credentials(pki / "ca.crt", pki / "admin.crt", pki / "admin.key")
     m1_client = f"https://127.0.0.1:{members[0].client_port}"
