@@ -13,8 +13,7 @@ import json
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 import requests
 
 from tests.e2e.tls_helpers import Certs, Credentials, start_tls_ward
-from tests.e2e.ward_process import ETCDCTL, REPO, WardProcess, free_port
+from tests.e2e.ward_process import ETCDCTL, REPO, WardProcess, eventually, free_port
 from wardpb.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from wardpb.v3electionpb import v3election_pb2, v3election_pb2_grpc
 from wardpb.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
@@ -139,14 +138,6 @@ def _denials(m: Member, **match: object) -> list[dict[str, object]]:
         for line in m.lines()
         if line["event"] == "denied" and all(line.get(k) == v for k, v in match.items())
     ]
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not within the time allowed")
-        time.sleep(0.2)
 
 
 def test_denial_lines_name_the_user_certificate_and_client_on_every_path(member: Member) -> None:
@@ -292,10 +283,10 @@ def test_auth_decisions_are_counted_on_metrics(member: Member) -> None:
     assert m.ctl("alice", "user", "list")[0] != 0
     assert m.ctl("root", "user", "list")[0] == 0
     # Workers push their counts every second: the member's sum catches up.
-    _eventually(lambda: count("read", "denied") >= before[("read", "denied")] + 3)
-    _eventually(lambda: count("read", "allowed") >= before[("read", "allowed")] + 3)
-    _eventually(lambda: count("admin", "denied") >= before[("admin", "denied")] + 1)
-    _eventually(lambda: count("admin", "allowed") >= before[("admin", "allowed")] + 1)
+    eventually(lambda: count("read", "denied") >= before[("read", "denied")] + 3)
+    eventually(lambda: count("read", "allowed") >= before[("read", "allowed")] + 3)
+    eventually(lambda: count("admin", "denied") >= before[("admin", "denied")] + 1)
+    eventually(lambda: count("admin", "allowed") >= before[("admin", "allowed")] + 1)
     # Labels stay few: never a user or a key.
     for line in m.scrape().splitlines():
         if line.startswith("ward_auth_decisions_total{"):

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,20 +15,13 @@ import pytest
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import PUT, KVStore
 from tests.e2e.auth_client import Client
+from tests.e2e.ward_process import eventually
 from wardpb.mvccpb import kv_pb2
 
 pytestmark = pytest.mark.slow
 
 CHECK_EVERY = ["--experimental-corrupt-check-time", "1s"]
 INITIAL = ["--experimental-initial-corrupt-check"]
-
-
-def _eventually(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 def _tamper(db_path: Path, key: bytes, value: bytes) -> None:
@@ -102,13 +93,13 @@ def test_a_healthy_cluster_passes_both_checks(tmp_path: Path) -> None:
             t.start()
         try:
             start = passes()
-            _eventually(lambda: passes() >= start + 3, what="three passes under writes")
+            eventually(lambda: passes() >= start + 3, what="three passes under writes")
         finally:
             stop.set()
             for t in writers:
                 t.join()
         done = passes(2)
-        _eventually(lambda: passes(2) >= done + 2, what="two passes over both peers")
+        eventually(lambda: passes(2) >= done + 2, what="two passes over both peers")
         assert leader.etcdctl("alarm", "list").stdout.strip() == ""
         for m in c.members:
             assert "found hash mismatch" not in m.proc.log_text()
@@ -130,7 +121,7 @@ def test_a_member_whose_data_differs_is_refused_at_start_and_alarmed_by_the_lead
         for i in range(10):
             leader.etcdctl("put", f"k{i}", f"v{i}")
         victim = next(m for m in c.members if m is not leader)
-        _eventually(
+        eventually(
             lambda: (
                 victim.etcdctl("get", "k9", "--consistency=s", "--print-value-only").stdout
                 == "v9\n"
@@ -154,7 +145,7 @@ def test_a_member_whose_data_differs_is_refused_at_start_and_alarmed_by_the_lead
         victim.launch([*flags, *CHECK_EVERY])
         victim.proc.wait_ready()
         alarm = f"memberID:{victim_id} alarm:CORRUPT"
-        _eventually(
+        eventually(
             lambda: alarm in leader.etcdctl("alarm", "list").stdout, what="the CORRUPT alarm"
         )
         assert "same compact revision then hashes must match" in leader.proc.log_text()

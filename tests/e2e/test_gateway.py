@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.e2e.tls_helpers import Certs, Credentials, ctl, start_tls_ward
-from tests.e2e.ward_process import ETCD, EtcdProcess, WardProcess, etcdctl, free_port
+from tests.e2e.ward_process import ETCD, EtcdProcess, WardProcess, etcdctl, eventually, free_port
 
 pytestmark = pytest.mark.skipif(not Path(ETCD).exists(), reason="etcd 3.4 not installed")
 
@@ -335,13 +335,6 @@ def test_gateway_over_mutual_tls_with_wards_own_ca(tmp_path: Path) -> None:
         ward.stop()
 
 
-def _eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not true in time"
-        time.sleep(0.2)
-
-
 def test_gateway_tls_refuses_as_grpc_does_and_takes_cn_and_tokens_as_the_caller(
     tmp_path: Path,
 ) -> None:
@@ -392,7 +385,7 @@ def test_gateway_tls_refuses_as_grpc_does_and_takes_cn_and_tokens_as_the_caller(
             r = post(bob, "/v3/kv/range", {"key": b64("k")})
             return r.status_code == 401
 
-        _eventually(bob_refused)
+        eventually(bob_refused)
         r = post(bob, "/v3/kv/range", {"key": b64("k")})
         assert r.json()["code"] == 16 and "revoked" in r.json()["message"], r.text
         assert post(bob, "/health", None).status_code == 401  # every path, not only the API
@@ -624,7 +617,7 @@ def test_health_of_a_member_that_lost_its_quorum(tmp_path: Path, kind: str) -> N
         killed = [m for m in c.members if m is not survivor]
         for m in killed:
             m.proc.kill9()
-        _eventually(lambda: get()[0] == 503, timeout=20)
+        eventually(lambda: get()[0] == 503, timeout=20)
         _, body = get()
         assert body["health"] == "false", body
         if "reason" in body:  # etcd 3.5's field; 3.4 sends "health" alone
@@ -639,7 +632,7 @@ def test_health_of_a_member_that_lost_its_quorum(tmp_path: Path, kind: str) -> N
             m.proc._spawn()
         for m in killed:
             m.proc.wait_ready()
-        _eventually(lambda: get() == (200, {"health": "true"}), timeout=20)
+        eventually(lambda: get() == (200, {"health": "true"}), timeout=20)
     finally:
         c.stop()
 
@@ -674,7 +667,7 @@ def test_metrics_count_calls_of_every_serving_process_and_time_commits(tmp_path:
             lines = [ln for ln in text.splitlines() if ln.startswith(ranges)]
             return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
 
-        _eventually(lambda: counted() == n, timeout=10)
+        eventually(lambda: counted() == n, timeout=10)
         after = requests.get(url, timeout=5).text
         commits = "etcd_disk_backend_commit_duration_seconds_count"
         assert _metric(after, commits) >= _metric(before, commits) + n

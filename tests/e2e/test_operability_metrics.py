@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,10 @@ import requests
 from cryptography import x509
 
 from tests.e2e.tls_helpers import Certs, served_certificate, start_tls_ward
-from tests.e2e.ward_process import free_port
+from tests.e2e.ward_process import eventually, free_port
 
 RTT = "etcd_network_peer_round_trip_time_seconds"
 EXPIRY = "ward_tls_certificate_expiry_timestamp_seconds"
-
-
-def _eventually(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout} s: {what}")
-        time.sleep(0.25)
 
 
 def _samples(text: str, name: str) -> dict[str, float]:
@@ -66,7 +57,7 @@ def test_every_member_times_its_round_trips_to_each_peer(tmp_path: Path) -> None
                 counts = _samples(text, RTT + "_count")
                 return all(counts.get(f'{{To="{p}"}}', 0) >= 2 for p in peers)
 
-            _eventually(counted, what=f"two probes of each peer from {m.name}")
+            eventually(counted, what=f"two probes of each peer from {m.name}")
             text = requests.get(metrics[m.name], timeout=10).text
             assert f"# TYPE {RTT} histogram" in text
             buckets = _samples(text, RTT + "_bucket")
@@ -108,7 +99,7 @@ def test_certificate_expiry_of_each_listener_follows_a_rotation(tmp_path: Path) 
         # Rotate: the next handshake loads the new certificate, and the metric follows it.
         certs.serve(certs.ca1, "server-b")
         creds = certs.client(certs.ca1, "alice")
-        _eventually(
+        eventually(
             lambda: (
                 served_certificate(ward.client_port, creds).subject.rfc4514_string()
                 == "CN=server-b"

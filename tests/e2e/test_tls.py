@@ -16,7 +16,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ from tests.e2e.tls_helpers import (
     start_tls_ward,
     wardctl,
 )
-from tests.e2e.ward_process import ETCDCTL, WardProcess, _clean_environ, free_port
+from tests.e2e.ward_process import ETCDCTL, WardProcess, _clean_environ, eventually, free_port
 from wardpb.etcdserverpb import rpc_pb2
 
 pytestmark = pytest.mark.skipif(not ETCDCTL.exists(), reason="etcdctl is not installed")
@@ -60,14 +60,6 @@ def ward(tmp_path: Path, certs: Certs) -> Iterator[WardProcess]:
 
 def url(ward: WardProcess) -> str:
     return f"https://127.0.0.1:{ward.client_port}"
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout} s: {what}")
-        time.sleep(0.2)
 
 
 def refused(result: subprocess.CompletedProcess[str]) -> bool:

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -76,6 +76,17 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError("no free TCP port on 127.0.0.1 below the ephemeral range")
+
+
+def eventually(
+    check: Callable[[], bool], timeout: float = 30.0, what: str = "", interval: float = 0.2
+) -> None:
+    """Poll `check` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s: {what}")
+        time.sleep(interval)
 
 
 def listening_sockets(port: int) -> int:
