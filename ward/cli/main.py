@@ -19,6 +19,7 @@ from typing import IO
 
 from ward import __version__
 from ward.cli.authcmd import auth_command, role_command, user_command
+from ward.cli.check import check_command
 from ward.cli.command import (
     Command,
     Invocation,
@@ -42,6 +43,7 @@ from ward.cli.maintenance import (
     snapshot_command,
 )
 from ward.cli.member import member_command, move_leader_command
+from ward.cli.mirror import make_mirror_command
 from ward.cli.policy import audit_command, policy_command
 from ward.cli.txn import txn_command
 from ward.cli.watch import watch_command
@@ -109,11 +111,13 @@ def build_root(prog: str = PROG, *, with_pki: bool = True) -> Command:
         lease_command(),
         member_command(),
         snapshot_command(),
+        make_mirror_command(),
         lock_command(),
         elect_command(),
         auth_command(),
         user_command(),
         role_command(),
+        check_command(),
         # Ward's own: declarative policies and the audit log.
         policy_command(),
         audit_command(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import IO, cast
 
 from ward.cli.command import Command, Invocation
 from ward.cli.config import (
@@ -25,6 +26,7 @@ from ward.cli.exits import (
 )
 from ward.cli.flags import Flag, Kind
 from ward.cli.gofmt import GoParseError, parse_int
+from ward.cli.progress import Progress, progress_bar
 from ward.cli.snapshot import snapshot_restore_command, snapshot_status_command
 from ward.errors import ClientConfigError, EtcdError
 
@@ -149,8 +151,11 @@ def _run_snapshot_save(inv: Invocation) -> int:
             ) from None
         try:
             with os.fdopen(fd, "wb") as out:
+                # Bytes received so far, on a terminal only (etcdctl shows no progress here).
+                bar = progress_bar(inv, None, unit="B")
                 try:
-                    client.snapshot(out, timeout=timeout)
+                    with bar:
+                        client.snapshot(cast(IO[bytes], _Counted(out, bar)), timeout=timeout)
                 except EtcdError as exc:
                     # etcd's Go client passes snapshot stream errors on unconverted, so even
                     # etcd's own errors read in gRPC's wording here.
@@ -169,6 +174,20 @@ def _run_snapshot_save(inv: Invocation) -> int:
                 os.remove(part)
     inv.out(f"Snapshot saved at {path}")
     return 0
+
+
+class _Counted:
+    """A writer that passes everything on to `out` and counts it on `bar` (the snapshot
+    stream only writes to its output)."""
+
+    def __init__(self, out: IO[bytes], bar: Progress) -> None:
+        self._out = out
+        self._bar = bar
+
+    def write(self, data: bytes) -> int:
+        written = self._out.write(data)
+        self._bar.add(len(data))
+        return written
 
 
 def _os_error(path: str, exc: OSError, op: str = "open") -> str:
