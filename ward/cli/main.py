@@ -29,6 +29,7 @@ from ward.cli.command import (
     find,
     word_index,
 )
+from ward.cli.completion import completion_command
 from ward.cli.config import global_flags
 from ward.cli.endpoint import endpoint_command
 from ward.cli.exits import EXIT_ERROR, CliExit
@@ -131,12 +132,13 @@ def build_root(prog: str = PROG, *, with_pki: bool = True) -> Command:
             )
         )
     root.add(
+        completion_command(prog),
         Command(
             use="help [command]",
             short="Help about any command",
             long=HELP_LONG.format(prog=prog),
             run=_help,
-        )
+        ),
     )
     return root
 
