@@ -66,6 +66,12 @@ def refused(result: subprocess.CompletedProcess[str]) -> bool:
     return result.returncode != 0
 
 
+def refused_call(endpoint: str, creds: Credentials | None, *args: str) -> bool:
+    """Whether etcdctl fails; with short timeouts, as a refused handshake is retried until
+    they run out."""
+    return refused(ctl(endpoint, creds, *args, fail_within="1s"))
+
+
 # --- the baseline and each refusal --------------------------------------------------------------
 
 
@@ -76,30 +82,30 @@ def test_etcdctl_with_a_client_certificate_puts_and_gets(ward: WardProcess, cert
 
 
 def test_a_client_without_a_certificate_is_refused(ward: WardProcess, certs: Certs) -> None:
-    result = ctl(url(ward), Credentials(certs.ca1.ca_cert_path), "get", "k")
+    result = ctl(url(ward), Credentials(certs.ca1.ca_cert_path), "get", "k", fail_within="1s")
     assert refused(result)
     assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in ward.log_text()
 
 
 def test_a_certificate_from_another_ca_is_refused(ward: WardProcess, certs: Certs) -> None:
     carol = certs.client(certs.ca2, "carol", cacert=certs.ca1.ca_cert_path)
-    assert refused(ctl(url(ward), carol, "get", "k"))
+    assert refused_call(url(ward), carol, "get", "k")
     assert "CERTIFICATE_VERIFY_FAILED" in ward.log_text()
 
 
 def test_an_expired_certificate_is_refused(ward: WardProcess, certs: Certs) -> None:
-    assert refused(ctl(url(ward), certs.client(certs.ca1, "expired"), "get", "k"))
+    assert refused_call(url(ward), certs.client(certs.ca1, "expired"), "get", "k")
     assert "CERTIFICATE_VERIFY_FAILED" in ward.log_text()
 
 
 def test_a_server_certificate_cannot_authenticate_a_client(ward: WardProcess, certs: Certs) -> None:
     # serverAuth only: the key usage check in the handshake refuses it as a client.
-    assert refused(ctl(url(ward), certs.client(certs.ca1, "server-b"), "get", "k"))
+    assert refused_call(url(ward), certs.client(certs.ca1, "server-b"), "get", "k")
     assert HANDSHAKE_FAILED in ward.log_text()
 
 
 def test_plaintext_to_a_tls_port_is_refused(ward: WardProcess) -> None:
-    result = ctl(f"http://127.0.0.1:{ward.client_port}", None, "get", "k")
+    result = ctl(f"http://127.0.0.1:{ward.client_port}", None, "get", "k", fail_within="1s")
     assert refused(result)
     assert HANDSHAKE_FAILED in ward.log_text()
 
@@ -269,7 +275,7 @@ def test_ca_rotates_with_old_and_new_ca_trusted_during_the_overlap(
     watcher = Watcher(url(ward), alice, "ca")  # opened under CA one only
     watchers.append(watcher)
     watcher.wait_watching(url(ward), alice)
-    assert refused(ctl(url(ward), carol, "get", "ca"))  # CA two is not trusted yet
+    assert refused_call(url(ward), carol, "get", "ca")  # CA two is not trusted yet
 
     # Overlap: both CAs trusted; the server moves to a certificate from CA two.
     certs.trust(certs.ca1, certs.ca2)
@@ -283,9 +289,9 @@ def test_ca_rotates_with_old_and_new_ca_trusted_during_the_overlap(
 
     # End of the overlap: CA one is no longer trusted for new connections.
     certs.trust(certs.ca2)
-    eventually(lambda: refused(ctl(url(ward), alice, "get", "ca")), what="CA one refused")
+    eventually(lambda: refused_call(url(ward), alice, "get", "ca"), what="CA one refused")
     for _ in range(6):  # on every process
-        assert refused(ctl(url(ward), alice, "get", "ca"))
+        assert refused_call(url(ward), alice, "get", "ca")
         assert ctl(url(ward), carol, "get", "ca").returncode == 0
     assert ctl(url(ward), carol, "put", "ca", "last").returncode == 0
     eventually(lambda: watcher.saw("last"), what="a connection made under CA one stays up")
@@ -381,8 +387,8 @@ def test_first_start_makes_a_ca_and_serves_mutual_tls_that_wardctl_uses(
         got = wardctl("--endpoints", ep, "get", "greeting", cwd=elsewhere, env=env)
         assert got.stdout.split() == ["greeting", "hello"], got.stderr
         # Without the admin certificate nobody gets in; plaintext neither.
-        assert refused(ctl(ep, Credentials(pki / "ca.crt"), "get", "greeting"))
-        assert refused(ctl(f"http://{ep}", None, "get", "greeting"))
+        assert refused_call(ep, Credentials(pki / "ca.crt"), "get", "greeting")
+        assert refused_call(f"http://{ep}", None, "get", "greeting")
         admin = Credentials(pki / "ca.crt", pki / "client-root.crt", pki / "client-root.key")
         assert ctl(f"https://{ep}", admin, "get", "greeting").stdout.split()[1] == "hello"
         assert "serving insecure" not in w.log_text()
@@ -422,7 +428,7 @@ def test_wards_ca_revokes_through_wardctl_pki(tmp_path: Path) -> None:
         assert ctl(f"https://{ep}", dave, "put", "x", "1").returncode == 0
         revoked = wardctl("pki", "revoke", "dave", "--dir", str(pki), cwd=tmp_path)
         assert revoked.returncode == 0, revoked.stderr
-        eventually(lambda: refused(ctl(f"https://{ep}", dave, "get", "x")), what="dave refused")
+        eventually(lambda: refused_call(f"https://{ep}", dave, "get", "x"), what="dave refused")
         assert wardctl("--endpoints", ep, "get", "x", cwd=tmp_path).returncode == 0
     finally:
         w.stop()
@@ -456,7 +462,7 @@ def test_plaintext_only_on_http_urls_the_operator_wrote_with_etcds_warning(
     w.start(*flags, base_flags=False)
     try:
         assert ctl(plain, None, "put", "a", "b").returncode == 0
-        assert refused(ctl(f"http://127.0.0.1:{secure_port}", None, "get", "a"))
+        assert refused_call(f"http://127.0.0.1:{secure_port}", None, "get", "a")
         warnings = log_records(w, "serving insecure client requests")
         assert [r["msg"] for r in warnings] == [
             f"serving insecure client requests on 127.0.0.1:{w.client_port}, this is strongly"
@@ -480,7 +486,7 @@ def test_ward_with_no_flags_at_all_is_secure(tmp_path: Path) -> None:
     try:
         got = wardctl("put", "greeting", "hello", cwd=tmp_path)  # etcdctl's default endpoint
         assert got.stdout == "OK\n", got.stderr
-        assert refused(ctl("127.0.0.1:2379", None, "get", "greeting"))
+        assert refused_call("127.0.0.1:2379", None, "get", "greeting")
         # The peer listener (https://localhost:2380) has its own certificate from the same CA.
         assert (tmp_path / "default.ward" / "pki" / "peer.crt").exists()
         assert log_records(w, "issued peer TLS certificates")

@@ -167,14 +167,18 @@ def ctl(
     *args: str,
     timeout: float = CTL_TIMEOUT_S,
     cwd: Path | None = None,
+    fail_within: str = "",
 ) -> subprocess.CompletedProcess[str]:
-    """The real etcdctl 3.4 against `endpoint` with `creds`; short dial and command timeouts."""
+    """The real etcdctl 3.4 against `endpoint` with `creds`; short dial and command timeouts.
+
+    A refused handshake makes etcdctl retry until its timeouts run out: a call expected to be
+    refused can pass a shorter `fail_within` (a Go duration) for both."""
     return subprocess.run(
         [
             str(ETCDCTL),
             f"--endpoints={endpoint}",
-            "--dial-timeout=3s",
-            "--command-timeout=5s",
+            f"--dial-timeout={fail_within or '3s'}",
+            f"--command-timeout={fail_within or '5s'}",
             *(creds.flags() if creds else []),
             *args,
         ],
