@@ -160,6 +160,7 @@ class Member:
         self.peer_ports: list[int] = []
         # Set when this member must stop on its own (it was removed from the cluster).
         self.done = asyncio.Event()
+        self._removal_seen = False
         self._peer_handlers: dict[str, Callable[[bytes], Awaitable[bytes]]] = {}
         self._worker_auth: WorkerAuth | None = None
         self._access: Access | None = None
@@ -489,7 +490,9 @@ class Member:
             assert self.transport is not None
             self.transport.set_peers(membership.peers())
             if removed:
-                self._removed()
+                # As etcd's stopWithDelay: ten ticks for the answer to the removal (and any other
+                # in flight) to reach the member that asked, which may have forwarded it here.
+                self._removed(delay=10 * o.heartbeat_ms / 1000)
 
         driver.on_conf_change = conf_changed
 
@@ -534,9 +537,14 @@ class Member:
     def _active_since(self, mid: int) -> float | None:
         return None if self.transport is None else self.transport.active_since(mid)
 
-    def _removed(self) -> None:
-        if not self.done.is_set():
-            log.warning("the member has been permanently removed from the cluster; stopping")
+    def _removed(self, delay: float = 0.0) -> None:
+        if self._removal_seen:
+            return
+        self._removal_seen = True
+        log.warning("the member has been permanently removed from the cluster; stopping")
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self.done.set)
+        else:
             self.done.set()
 
     def _peer_calls(
