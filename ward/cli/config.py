@@ -225,14 +225,7 @@ def client_kwargs(inv: Invocation, *, with_auth: bool = True) -> dict[str, objec
             " anyone between you and the server can impersonate it"
         )
     if not (kwargs["cacert"] or kwargs["cert"] or kwargs["key"]):
-        # Ward's secure default: a local `ward` made a CA and an admin certificate in its data
-        # directory; use them (ward.credentials says where it looks) unless told otherwise.
-        try:
-            found = find_local_credentials(inv.environ)
-        except ClientConfigError as exc:
-            raise CliExit(EXIT_BAD_ARGS, str(exc)) from None
-        if found is not None:
-            kwargs.update(found.as_kwargs())
+        add_local_credentials(inv, kwargs)
     # etcd answers pings more often than every 5s with GOAWAY; only ping when asked to.
     if inv.flags["keepalive-time"].changed:
         kwargs["keepalive_time"] = _seconds(inv, "keepalive-time")
@@ -268,3 +261,14 @@ def must_client(inv: Invocation) -> tuple[Client, Printer]:
     kwargs = client_kwargs(inv)
     display = printer(inv)
     return new_client(inv, kwargs), display
+
+
+def add_local_credentials(inv: Invocation, kwargs: dict[str, object]) -> None:
+    """Ward's secure default, for a command given no TLS files: a local `ward` made a CA and an
+    admin certificate in its data directory; use them (ward.credentials says where it looks)."""
+    try:
+        found = find_local_credentials(inv.environ)
+    except ClientConfigError as exc:
+        raise CliExit(EXIT_BAD_ARGS, str(exc)) from None
+    if found is not None:
+        kwargs.update(found.as_kwargs())

@@ -21,12 +21,11 @@ import time
 
 from ward import txn
 from ward.cli.command import Command, Invocation
-from ward.cli.config import apply_env, client_kwargs, new_client
+from ward.cli.config import add_local_credentials, apply_env, client_kwargs, new_client
 from ward.cli.exits import EXIT_BAD_ARGS, EXIT_ERROR, CliExit, error_text
 from ward.cli.flags import Flag, Kind
 from ward.client import Client
-from ward.credentials import find_local_credentials
-from ward.errors import ClientConfigError, CompactedError, EtcdError
+from ward.errors import CompactedError, EtcdError
 from ward.requests import key_range
 from wardpb.etcdserverpb import rpc_pb2
 from wardpb.mvccpb import kv_pb2
@@ -97,12 +96,7 @@ def _dest_kwargs(inv: Invocation, source: dict[str, object]) -> dict[str, object
         if name in source:
             kwargs[name] = source[name]
     if not (cacert or cert or key):
-        try:
-            found = find_local_credentials(inv.environ)
-        except ClientConfigError as exc:
-            raise CliExit(EXIT_BAD_ARGS, str(exc)) from None
-        if found is not None:
-            kwargs.update(found.as_kwargs())
+        add_local_credentials(inv, kwargs)
     return kwargs
 
 
