@@ -6,12 +6,13 @@ Root is `root` with `ROOT_PASSWORD`; every policy user gets the password `passwo
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from tests.e2e.ward_process import ETCDCTL_TIMEOUT_S, REPO, etcdctl
+from tests.e2e.ward_process import ETCDCTL_TIMEOUT_S, REPO, WardProcess, etcdctl, start_ward
 
 ROOT_PASSWORD = "root-pass-1"
 ROOT = f"--user=root:{ROOT_PASSWORD}"
@@ -80,3 +81,17 @@ def enable_auth(
     must(wardctl(endpoint, *root_flags, "policy", "apply", str(policy), tls=tls))
     for user in users:
         must(ctl(*root_flags, "user", "passwd", user, "--interactive=false", input=password(user)))
+
+
+@contextlib.contextmanager
+def policy_ward(tmp_path: Path, policy: str, users: Iterable[str]) -> Iterator[WardProcess]:
+    """A plaintext `ward` (two serving processes) with auth on and `policy` applied; stopped
+    on exit."""
+    ward = start_ward(tmp_path, "--bcrypt-cost", "4", workers=2)
+    try:
+        path = tmp_path / "policy.yaml"
+        path.write_text(policy)
+        enable_auth(plain_ctl(ward.endpoint), ward.endpoint, path, users)
+        yield ward
+    finally:
+        ward.stop()

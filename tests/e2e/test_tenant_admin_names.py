@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.tenant_setup import ROOT, enable_auth, error_line, login, must, plain_ctl
-from tests.e2e.ward_process import WardProcess, start_ward
+from tests.e2e.tenant_setup import ROOT, error_line, login, must, plain_ctl, policy_ward
+from tests.e2e.ward_process import WardProcess
 
 pytestmark = pytest.mark.slow
 
@@ -41,17 +41,11 @@ MISSING_USER, MISSING_ROLE = "nobody-at-all", "no-such-role"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[WardProcess]:
-    ward = start_ward(tmp_path, "--bcrypt-cost", "4", workers=2)
-    try:
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(POLICY)
-        enable_auth(plain_ctl(ward.endpoint), ward.endpoint, policy, USERS)
+    with policy_ward(tmp_path, POLICY, USERS) as ward:
         ctl = plain_ctl(ward.endpoint)
         must(ctl(login("acme-admin"), "user", "add", "acme-dev:acme-dev-pass-1"))
         must(ctl(login("acme-admin"), "role", "add", "acme-dev-role"))
         yield ward
-    finally:
-        ward.stop()
 
 
 def test_a_tenant_admin_gets_the_same_answer_for_foreign_and_missing_names(

@@ -23,8 +23,8 @@ from typing import IO
 import pytest
 
 from tests.e2e.line_process import LineProcess
-from tests.e2e.tenant_setup import enable_auth, login, password, plain_ctl
-from tests.e2e.ward_process import ETCDCTL, WardProcess, etcdctl, start_ward
+from tests.e2e.tenant_setup import login, password, policy_ward
+from tests.e2e.ward_process import ETCDCTL, WardProcess, etcdctl
 from ward.client import Client
 from ward.errors import EtcdError
 from ward.watch import Watcher
@@ -54,14 +54,8 @@ CREATED_S = 10.0
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[WardProcess]:
-    ward = start_ward(tmp_path, "--bcrypt-cost", "4", workers=2)
-    try:
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(POLICY)
-        enable_auth(plain_ctl(ward.endpoint), ward.endpoint, policy, ["acme-app", "globex-app"])
+    with policy_ward(tmp_path, POLICY, ["acme-app", "globex-app"]) as ward:
         yield ward
-    finally:
-        ward.stop()
 
 
 class Tenant:
