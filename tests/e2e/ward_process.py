@@ -49,11 +49,9 @@ def _ephemeral_low() -> int:
 _PORT_FLOOR = 10000
 _PORT_CEILING = max(_ephemeral_low(), _PORT_FLOOR + 1000)
 # Each test process starts its walk somewhere else, so concurrent runs rarely probe the same port.
+_PORT_START = _PORT_FLOOR + os.getpid() * 61 % (_PORT_CEILING - _PORT_FLOOR)
 _next_port = itertools.cycle(
-    itertools.chain(
-        range(_PORT_FLOOR + os.getpid() * 61 % (_PORT_CEILING - _PORT_FLOOR), _PORT_CEILING),
-        range(_PORT_FLOOR, _PORT_CEILING),
-    )
+    itertools.chain(range(_PORT_START, _PORT_CEILING), range(_PORT_FLOOR, _PORT_START))
 )
 
 
