@@ -38,7 +38,16 @@ _ALARM_NAMES = {rpc_pb2.NOSPACE: "NOSPACE", rpc_pb2.CORRUPT: "CORRUPT"}
 # What etcd's corrupt applier refuses while a CORRUPT alarm is raised: every change to the
 # keyspace or the leases (reads and read-only txns are served outside the apply path).
 _REFUSED_WHEN_CORRUPT = frozenset(
-    {"put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke", "lease_expire"}
+    {
+        "put",
+        "delete_range",
+        "txn",
+        "compaction",
+        "auto_compaction",
+        "lease_grant",
+        "lease_revoke",
+        "lease_expire",
+    }
 )
 
 log = logging.getLogger("ward.apply")

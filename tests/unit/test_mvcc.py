@@ -8,6 +8,7 @@ from server import errors
 from server.api.validate import check_txn
 from server.apply import Applier, HeaderInfo
 from server.errors import EtcdError
+from server.state import ENTRY_ALARM, ENTRY_AUTO_COMPACTION, ENTRY_COMPACTION
 from server.storage.backend import Backend, BackendOptions
 from server.storage.mvcc import KVStore
 from server.wire import field_message, field_varint
@@ -334,3 +335,20 @@ def test_hash_kv_matches_for_equal_histories(tmp_path) -> None:
     with a.backend.read() as ta, b.backend.read() as tb:
         assert a.kv.hash_kv(ta, 3) == b.kv.hash_kv(tb, 3)
         assert a.kv.hash_kv(ta, 4) != b.kv.hash_kv(tb, 4)
+
+
+def test_a_corrupt_alarm_refuses_every_compaction_the_auto_compactors_too(s: Store) -> None:
+    for i in range(4):
+        s.put(b"k", str(i).encode())
+    s._apply(ENTRY_AUTO_COMPACTION, rpc_pb2.CompactionRequest(revision=2))  # applies, no auth
+    with pytest.raises(EtcdError) as compacted:
+        s.get(b"k", revision=1)
+    assert "compacted" in compacted.value.message
+    alarm = rpc_pb2.AlarmRequest(
+        action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=2, alarm=rpc_pb2.CORRUPT
+    )
+    s._apply(ENTRY_ALARM, alarm)
+    for field in (ENTRY_COMPACTION, ENTRY_AUTO_COMPACTION):
+        with pytest.raises(EtcdError) as refused:
+            s._apply(field, rpc_pb2.CompactionRequest(revision=3))
+        assert refused.value is errors.CORRUPT
