@@ -165,14 +165,15 @@ class AuditLog:
         return int(last["seq"]), str(last["mac"])
 
     def _rotate(self, fd: int) -> int:
-        """Rename the full file away (under its lock) and go on in a new one."""
+        """Rename the full file away (under its lock) and go on in the current one."""
         for i in range(_KEEP_ROTATED - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{i}")
             if older.exists():
                 older.rename(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.rename(self.path.with_name(f"{self.path.name}.1"))
-        new = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(new, fcntl.LOCK_EX)
+        # Other processes may make the new file, fill it and rotate it too before this one gets
+        # its lock: lock whichever file is current then, as every append does.
+        new = self._open_locked()
         os.close(fd)
         return new
 

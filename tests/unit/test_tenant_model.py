@@ -3,6 +3,7 @@ chain, without processes."""
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 from pathlib import Path
@@ -228,7 +229,38 @@ def test_serving_processes_append_to_one_chain_across_rotations(tmp_path: Path) 
         assert p.exitcode == 0
     rotated = sorted(tmp_path.glob("audit.log.*"), key=lambda p: -int(p.suffix[1:]))
     files = [*rotated, path]
-    if len(rotated) < 9:  # nothing rotated away yet: the whole chain is here
+    if len(rotated) < 10:  # nothing rotated away yet (10 are kept): the whole chain is here
         assert verify(files, b"k" * 32) == 180
     else:
         assert verify(files, b"k" * 32, continued=True) > 0
+
+
+def test_a_rotation_overtaken_by_other_processes_appends_to_the_current_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race the test above hits under load, made deterministic: one appender rotates, and
+    # before it locks the file it made, others fill that file and rotate it away too.
+    key = b"k" * 32
+    path = tmp_path / "audit.log"
+    slow, others = AuditLog(path, key, max_size=1000), AuditLog(path, key, max_size=1000)
+    lines = 0
+    while not path.exists() or path.stat().st_size < 1000:
+        others.record("denied", user="other")
+        lines += 1
+    flock, calls = fcntl.flock, 0
+
+    def overtaken(fd: int, operation: int) -> None:
+        nonlocal calls, lines
+        calls += 1
+        if calls == 2:  # `slow` has renamed the full file away and made a new one
+            while not path.with_name("audit.log.2").exists():
+                others.record("denied", user="other")
+                lines += 1
+        flock(fd, operation)
+
+    monkeypatch.setattr("server.audit.fcntl.flock", overtaken)
+    slow.record("denied", user="slow")
+    monkeypatch.undo()
+    rotated = sorted(tmp_path.glob("audit.log.*"), key=lambda p: -int(p.suffix[1:]))
+    assert verify([*rotated, path], key) == lines + 1
+    assert b'"user":"slow"' in path.read_bytes()
