@@ -11,10 +11,12 @@ from __future__ import annotations
 
 def varint(n: int) -> bytes:
     """Encode a protobuf varint; negative int64 values take ten bytes as in protobuf."""
-    if n < 0:
-        n += 1 << 64
     if n < 0x80:
-        return bytes((n,))
+        if n >= 0:
+            return bytes((n,))
+        n += 1 << 64
+    elif n < 0x4000:  # tags, lengths and most counts: two bytes, without the loop
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
