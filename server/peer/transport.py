@@ -353,6 +353,9 @@ class PeerTransport:
         self._unreachable: set[int] = set()
         self._removed_signalled = False
         self._stopped = False
+        # Senders found not removed (a read of the members table each): forgotten whenever the
+        # membership changes, which always comes with set_peers.
+        self._not_removed: set[int] = set()
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -444,12 +447,15 @@ class PeerTransport:
             )
         if sender == 0 or sender == self.member_id:
             return grpc.StatusCode.INVALID_ARGUMENT, f"invalid sender ID {sender:x}"
+        if sender in self._not_removed:
+            return None
         if self._is_removed(sender):
             log.warning(
                 "rejected stream from remote peer because it was removed",
                 extra={"remote-peer-id": f"{sender:x}"},
             )
             return _REMOVED_CODE, MEMBER_REMOVED
+        self._not_removed.add(sender)
         return None
 
     async def _serve_call(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -492,6 +498,7 @@ class PeerTransport:
         """
         if self._stopped:
             return
+        self._not_removed.clear()
         wanted = {mid: tuple(urls) for mid, urls in peers.items() if mid != self.member_id}
         for mid in list(self._peers):
             if wanted.get(mid) != self._peers[mid].urls:
