@@ -377,18 +377,20 @@ class Driver:
             self._step_inputs()
             back_to_back = False
             while self._node.has_ready():
-                if back_to_back and self._opts.batch_wait_s and len(self.conf_state.voters) > 1:
-                    # More work came in while the last Ready was being written: the member is
-                    # busy. Letting the next Ready gather a little longer makes every batch
-                    # (one append, one fsync, one message per peer) serve more requests, which
-                    # is what a busy cluster's throughput is bound by. (A sole voter sends no
-                    # messages; its write alone is batching enough.)
-                    await asyncio.sleep(self._opts.batch_wait_s)
+                if back_to_back:
+                    if self._opts.batch_wait_s and len(self.conf_state.voters) > 1:
+                        # More work came in while the last Ready was being written: the member
+                        # is busy. Letting the next Ready gather a little longer makes every
+                        # batch (one append, one fsync, one message per peer) serve more
+                        # requests, which is what a busy cluster's throughput is bound by. (A
+                        # sole voter sends no messages; its write alone is batching enough.)
+                        await asyncio.sleep(self._opts.batch_wait_s)
+                    # What arrived while the last Ready was being written goes into this one:
+                    # the leader's appends then carry the new entries and the commit index
+                    # together, so a follower gets (and writes, and answers) one message per
+                    # round, not two.
+                    self._step_inputs()
                 back_to_back = True
-                # What arrived while the last Ready was being written goes into this one: the
-                # leader's appends then carry the new entries and the commit index together, so
-                # a follower gets (and writes, and answers) one message per round, not two.
-                self._step_inputs()
                 rd = self._node.ready()
                 if rd.snapshot_chunks and self.snapshots is not None:
                     for chunk in rd.snapshot_chunks:
