@@ -210,7 +210,7 @@ class WorkerHub:
         self._handlers = handlers
         # The member's read barrier (None to await when no read index is needed).
         self.read_index: Callable[[], Awaitable[None] | None] = lambda: None
-        self._writers: set[asyncio.StreamWriter] = set()
+        # Each live link's writer, and the frame writer that batches what goes out on it.
         self._out: dict[asyncio.StreamWriter, FrameWriter] = {}
         self._serving: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -233,7 +233,7 @@ class WorkerHub:
         """Close every link; each worker leaves as soon as it sees its link end."""
         if self._server is not None:
             self._server.close()
-        writers = list(self._writers)
+        writers = list(self._out)
         for w in writers:
             w.close()
         for w in writers:
@@ -251,15 +251,15 @@ class WorkerHub:
 
     def push(self, kind: int, value: int) -> None:
         data = frame(0, kind, _U64.pack(value))
-        for w in self._writers:
-            self._out[w].write(data)
+        for out in self._out.values():
+            out.write(data)
 
     async def pause_all(self, timeout: float) -> None:
         """Have every worker close its environment; returns once all have answered."""
         self._pause_seq += 1
         self._paused = set()
         self._all_paused.clear()
-        if not self._writers:
+        if not self._out:
             return
         self.push(PUSH_PAUSE, self._pause_seq)
         await asyncio.wait_for(self._all_paused.wait(), timeout)
@@ -268,7 +268,6 @@ class WorkerHub:
         self.push(PUSH_RESUME, self._pause_seq)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
         out = self._out[writer] = FrameWriter(writer)
         link = next(self._links)
         try:
@@ -299,7 +298,6 @@ class WorkerHub:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            self._writers.discard(writer)
             self._out.pop(writer, None)
             self._serving.discard(writer)
             self.watchers.drop(writer)
@@ -338,7 +336,7 @@ class WorkerHub:
             elif kind == PAUSED:
                 if _U64.unpack(payload)[0] == self._pause_seq:
                     self._paused.add(writer)
-                    if self._paused >= self._writers:
+                    if self._out.keys() <= self._paused:
                         self._all_paused.set()
                 resp = b""
             elif kind == READ_INDEX:
@@ -370,5 +368,4 @@ class WorkerHub:
             log.exception("internal error serving a worker request")
             internal = grpc.StatusCode.INTERNAL.value[0]
             answer = frame(rid, ERROR, _U16.pack(internal) + b"etcdserver: internal error")
-        if not writer.is_closing():
-            out.write(answer)
+        out.write(answer)  # dropped if the link is closing by then
