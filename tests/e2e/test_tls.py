@@ -82,8 +82,7 @@ def test_etcdctl_with_a_client_certificate_puts_and_gets(ward: WardProcess, cert
 
 
 def test_a_client_without_a_certificate_is_refused(ward: WardProcess, certs: Certs) -> None:
-    result = ctl(url(ward), Credentials(certs.ca1.ca_cert_path), "get", "k", fail_within="1s")
-    assert refused(result)
+    assert refused_call(url(ward), Credentials(certs.ca1.ca_cert_path), "get", "k")
     assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in ward.log_text()
 
 
@@ -105,8 +104,7 @@ def test_a_server_certificate_cannot_authenticate_a_client(ward: WardProcess, ce
 
 
 def test_plaintext_to_a_tls_port_is_refused(ward: WardProcess) -> None:
-    result = ctl(f"http://127.0.0.1:{ward.client_port}", None, "get", "k", fail_within="1s")
-    assert refused(result)
+    assert refused_call(f"http://127.0.0.1:{ward.client_port}", None, "get", "k")
     assert HANDSHAKE_FAILED in ward.log_text()
 
 

@@ -8,7 +8,9 @@ driver sends, and every commit it makes, is recorded in the order it happened.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from server.apply import Applier, HeaderInfo
@@ -59,17 +61,25 @@ class Recorder:
                 loop.call_soon(self.driver.step, ack)
 
 
-def _driver(path: Path, voters: tuple[int, ...]) -> Driver:
+@contextlib.asynccontextmanager
+async def _member(path: Path) -> AsyncIterator[Recorder]:
+    """A running driver of member ME of a three-voter cluster, with its peers recording."""
     backend = Backend(path, BackendOptions(map_size=64 << 20))
     header = HeaderInfo(cluster_id=7, member_id=ME)
     applier = Applier(backend, KVStore(backend), header)
-    return Driver(
+    driver = Driver(
         backend,
         applier,
         header,
-        DriverOptions(member_id=ME, voters=voters, tick_ms=10, election_ticks=5),
+        DriverOptions(member_id=ME, voters=(ME, PEER_A, PEER_B), tick_ms=10, election_ticks=5),
         Membership(backend, ME, 7),
     )
+    peers = Recorder(driver)
+    await driver.start()
+    try:
+        yield peers
+    finally:
+        await driver.stop()
 
 
 async def _until(predicate: object, timeout: float = 10.0) -> None:
@@ -90,10 +100,8 @@ def test_a_leader_sends_its_appends_before_its_own_write(tmp_path: Path) -> None
 
 
 async def _leader_sends_first(tmp_path: Path) -> None:
-    driver = _driver(tmp_path / "db", (ME, PEER_A, PEER_B))
-    peers = Recorder(driver)
-    await driver.start()
-    try:
+    async with _member(tmp_path / "db") as peers:
+        driver = peers.driver
         # Applied: the followers acknowledged the leader's first entry, so they take appends.
         await _until(lambda: driver.is_leader and driver.applied_index >= 1)
         peers.events.clear()
@@ -107,8 +115,6 @@ async def _leader_sends_first(tmp_path: Path) -> None:
         sent = [m for m in peers.sent if m.type == MessageType.APP and m.entries]
         assert {m.to for m in sent} == {PEER_A, PEER_B}
         assert all(len(m.entries) == 5 for m in sent)
-    finally:
-        await driver.stop()
 
 
 def test_a_follower_acknowledges_only_after_its_write(tmp_path: Path) -> None:
@@ -116,13 +122,10 @@ def test_a_follower_acknowledges_only_after_its_write(tmp_path: Path) -> None:
 
 
 async def _follower_writes_first(tmp_path: Path) -> None:
-    driver = _driver(tmp_path / "db", (ME, PEER_A, PEER_B))
-    peers = Recorder(driver)
-    await driver.start()
-    try:
+    async with _member(tmp_path / "db") as peers:
         # PEER_A leads term 5 and appends three entries after an empty log.
         entries = tuple(Entry(term=5, index=i, data=b"") for i in (1, 2, 3))
-        driver.step(
+        peers.driver.step(
             Message(
                 type=MessageType.APP,
                 to=ME,
@@ -138,5 +141,3 @@ async def _follower_writes_first(tmp_path: Path) -> None:
         assert peers.events.index("write") < peers.events.index("send APP_RESP"), peers.events
         ack = next(m for m in peers.sent if m.type == MessageType.APP_RESP)
         assert (ack.to, ack.index, ack.reject) == (PEER_A, 3, False)
-    finally:
-        await driver.stop()
